@@ -1,0 +1,30 @@
+"""torchnf: normalizing flows for PyTorch: distributions you can both sample and evaluate exactly."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .architectures import IAF, MAF, NICE, Preset, RealNVP
+from .bijections import Bijection, Compose, Invert
+from .distributions import DiagonalNormal, StandardNormal
+from .flow import Flow
+from .training import History, fit
+
+try:
+    __version__ = version("torchnf")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0"
+
+__all__ = [
+    "IAF",
+    "MAF",
+    "NICE",
+    "Bijection",
+    "Compose",
+    "DiagonalNormal",
+    "Flow",
+    "History",
+    "Invert",
+    "Preset",
+    "RealNVP",
+    "StandardNormal",
+    "fit",
+]
