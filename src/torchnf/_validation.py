@@ -10,10 +10,11 @@ from torch import Tensor
 
 from .bijections.base import Shape
 
-__all__ = ["as_points", "as_context", "as_sample_shape"]
+__all__ = ["as_context", "as_points", "as_sample_shape", "as_tensor"]
 
 
-def _as_tensor(value: Any, name: str) -> Tensor:
+def as_tensor(value: Any, name: str) -> Tensor:
+    """A tensor of ``value`` (tensors pass through; array-likes must be numeric)."""
     if isinstance(value, Tensor):
         return value
     try:
@@ -48,8 +49,8 @@ def as_points(
     device: torch.device,
     allow_empty: bool = True,
 ) -> Tensor:
-    """Check that ``value`` is finite real data of shape ``(*batch, *event_shape)`` and move it to ``dtype``/``device``."""
-    t = _as_tensor(value, name)
+    """Check that ``value`` is finite real data of shape ``(*batch, *event_shape)``; move it to dtype and device."""
+    t = as_tensor(value, name)
     n = len(event_shape)
     if t.dim() < n or t.shape[t.dim() - n :] != event_shape:
         raise ValueError(

@@ -26,7 +26,7 @@ from .bijections import (
 from .bijections.base import ShapeLike, as_shape
 from .transformers import Affine, Shift
 
-__all__ = ["IAF", "MAF", "NICE", "Preset", "RealNVP", "ACTIVATIONS"]
+__all__ = ["ACTIVATIONS", "IAF", "MAF", "NICE", "Preset", "RealNVP"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -165,9 +165,7 @@ class RealNVP(Preset):
         for i in range(layers):
             parts += normalization_layer(normalization, features)
             flip = i % 2 == 1 and features > 1
-            parts.append(
-                Coupling(features, Affine(log_scale_bound), mask, flip, context_shape, hidden, act, residual)
-            )
+            parts.append(Coupling(features, Affine(log_scale_bound), mask, flip, context_shape, hidden, act, residual))
         super().__init__(parts)
 
 

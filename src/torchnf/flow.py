@@ -83,7 +83,9 @@ class Flow(nn.Module):
 
     # -- checked public entry points -------------------------------------------------------------------------
 
-    def check_data(self, x: Any, context: Any = None, name: str = "x", allow_empty: bool = True) -> tuple[Tensor, Tensor | None]:
+    def check_data(
+        self, x: Any, context: Any = None, name: str = "x", allow_empty: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
         """Validate data (and its context) and convert them to the flow's dtype and device."""
         ref = self._reference()
         x = as_points(x, name, self.event_shape, ref.dtype, ref.device, allow_empty)

@@ -63,15 +63,16 @@ def _split(
     x: Tensor, context: Tensor | None, fraction: float, generator: torch.Generator
 ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
     n = x.shape[0]
-    n_val = int(round(n * fraction))
+    n_val = round(n * fraction)
     if n_val == 0:
         return x, context, None, None
     if n - n_val < 1:
         raise ValueError(f"validation_fraction={fraction} leaves no training data out of {n} points")
     order = torch.randperm(n, generator=generator).to(x.device)
     val, train = order[:n_val], order[n_val:]
-    pick = (lambda t, i: None if t is None else t[i])
-    return x[train], pick(context, train), x[val], pick(context, val)
+    if context is None:
+        return x[train], None, x[val], None
+    return x[train], context[train], x[val], context[val]
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[Tensor]:

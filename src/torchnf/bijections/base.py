@@ -16,6 +16,7 @@ input's.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 
 import torch
 from torch import Tensor, nn
@@ -108,7 +109,7 @@ class Compose(Bijection):
         for i, part in enumerate(parts):
             if not isinstance(part, Bijection):
                 raise TypeError(f"Compose part {i} is a {type(part).__name__}, not a Bijection")
-        for i, (a, b) in enumerate(zip(parts, parts[1:])):
+        for i, (a, b) in enumerate(pairwise(parts)):
             if a.latent_shape != b.event_shape:
                 raise ValueError(
                     f"Compose part {i} outputs shape {tuple(a.latent_shape)} but part {i + 1} expects "

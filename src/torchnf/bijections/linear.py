@@ -68,7 +68,7 @@ class ElementwiseAffine(Bijection):
         super().__init__(event_shape)
         shape = self.event_shape if param_shape is None else as_shape(param_shape)
         if len(shape) != len(self.event_shape) or any(
-            p not in (1, e) for p, e in zip(shape, self.event_shape)
+            p not in (1, e) for p, e in zip(shape, self.event_shape, strict=True)
         ):
             raise ValueError(f"param_shape {tuple(shape)} does not broadcast to event_shape {tuple(self.event_shape)}")
         self.log_scale = nn.Parameter(torch.zeros(shape))

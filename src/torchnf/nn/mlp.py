@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 from torch import Tensor, nn
 
-__all__ = ["MLP", "ResidualBlock", "Activation"]
+__all__ = ["MLP", "Activation", "ResidualBlock"]
 
 Activation = Callable[[], nn.Module]
 
@@ -65,7 +66,7 @@ class MLP(nn.Sequential):
         if residual:
             layers += [ResidualBlock(hidden[0], activation) for _ in hidden[1:]]
         else:
-            for a, b in zip(hidden, hidden[1:]):
+            for a, b in pairwise(hidden):
                 layers += [activation(), nn.Linear(a, b)]
         last = nn.Linear(hidden[-1], out_features)
         if zero_init:

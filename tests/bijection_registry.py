@@ -1,0 +1,225 @@
+"""The registry of bijections that the universal suite (``tests/test_bijections.py``) checks.
+
+Every bijection of the library appears here in small random configurations. Registering a new one is one entry
+in :data:`REGISTRY`, e.g.::
+
+    Case("coupling-spline", coupling(transformer=RationalQuadratic()), (D,), supports_context=True),
+
+A :class:`Case` knows how to build its bijection (conditional when given a context shape) and, through
+:meth:`Case.instantiate`, how to make it worth testing: every parameter is perturbed (conditioner output layers
+start at zero, so most bijections are the identity at construction) and data-dependent state is prepared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from torchnf import IAF, MAF, NICE, RealNVP
+from torchnf.bijections import (
+    ActNorm,
+    BatchNorm,
+    Bijection,
+    Compose,
+    Coupling,
+    ElementwiseAffine,
+    Invert,
+    LULinear,
+    MaskedAutoregressive,
+    Permutation,
+    Reverse,
+)
+from torchnf.transformers import Affine, Shift
+
+__all__ = ["CONTEXT_SHAPE", "REGISTRY", "Case", "perturb", "random_context", "training_passes"]
+
+ContextShape = tuple[int, ...] | None
+Build = Callable[[ContextShape], Bijection]
+Prepare = Callable[[Bijection, ContextShape], None]
+
+D = 5
+"""The default number of dimensions."""
+HIDDEN = (16, 16)
+"""Hidden widths of every conditioner network."""
+CONTEXT_SHAPE = (2, 2)
+"""The context shape of conditional builds (two dimensions, so that flattening the context is exercised)."""
+PERTURBATION = 0.2
+"""Standard deviation of the Gaussian noise added to every parameter."""
+
+
+def random_context(context_shape: ContextShape, batch_shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor | None:
+    """A standard normal context of shape ``(*batch_shape, *context_shape)``, or ``None`` for no context."""
+    return None if context_shape is None else torch.randn(*batch_shape, *context_shape, dtype=dtype)
+
+
+def perturb(module: nn.Module, seed: int = 0, scale: float = PERTURBATION) -> None:
+    """Add ``scale * N(0, 1)`` noise (seeded) to every parameter, so no map is left at its identity start."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            noise = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
+            parameter.add_(scale * noise.to(parameter.device))
+
+
+def no_preparation(bijection: Bijection, context_shape: ContextShape) -> None:
+    """Nothing to prepare: the bijection has no data-dependent state."""
+
+
+def training_passes(n: int, batch: int = 64) -> Prepare:
+    """A preparation running ``n`` training-mode forward passes on random batches of mean 1 and std 2.
+
+    One pass runs ActNorm's data-dependent initialization; a few move BatchNorm's running statistics away from
+    their defaults. The data is deliberately not standard normal, so that neither ends up near the identity.
+    """
+
+    def prepare(bijection: Bijection, context_shape: ContextShape) -> None:
+        dtype = next(bijection.parameters()).dtype
+        bijection.train()
+        with torch.no_grad():
+            for _ in range(n):
+                x = 1.0 + 2.0 * torch.randn(batch, *bijection.event_shape, dtype=dtype)
+                bijection(x, random_context(context_shape, (batch,), dtype))
+        bijection.eval()
+
+    return prepare
+
+
+@dataclass(frozen=True)
+class Case:
+    """One registered bijection configuration.
+
+    Attributes:
+        name: the test id.
+        build: a factory ``build(context_shape)``; given a shape it returns a conditional version.
+        event_shape: the shape of one input point.
+        supports_context: whether ``build`` accepts a context shape (else it is only called with ``None``).
+        atol: tolerance of the float64 log-det check against the autograd Jacobian.
+        train_eval_agree: whether training-mode and evaluation-mode calls give the same outputs.
+        prepare: data-dependent initialization, run after perturbation; leaves the bijection in evaluation mode.
+        volume_preserving: the log-det is identically zero (the suite otherwise checks it is not).
+        unused_without_context: parameters that structurally get no gradient in the unconditional build (e.g.
+            a MADE first layer whose mask is all zero when ``D = 1``).
+    """
+
+    name: str
+    build: Build
+    event_shape: tuple[int, ...]
+    supports_context: bool = False
+    atol: float = 1e-8
+    train_eval_agree: bool = True
+    prepare: Prepare = no_preparation
+    volume_preserving: bool = False
+    unused_without_context: tuple[str, ...] = ()
+
+    @property
+    def context_shapes(self) -> list[ContextShape]:
+        """The context shapes the suite builds this case with: ``None``, and a context when supported."""
+        return [None, CONTEXT_SHAPE] if self.supports_context else [None]
+
+    def instantiate(
+        self,
+        context_shape: ContextShape = None,
+        dtype: torch.dtype = torch.float64,
+        seed: int = 0,
+        prepare: bool = True,
+    ) -> Bijection:
+        """Build (under ``seed``), perturb and prepare in float64, then cast to ``dtype``; in evaluation mode."""
+        torch.manual_seed(seed)
+        bijection = self.build(context_shape).double()
+        perturb(bijection, seed)
+        if prepare:
+            self.prepare(bijection, context_shape)
+        return bijection.to(dtype).eval()
+
+
+def coupling(features: int = D, **options: object) -> Build:
+    """A :class:`Coupling` factory with small hidden widths; ``options`` go to its constructor."""
+    return lambda context_shape: Coupling(features, context_shape=context_shape, hidden=HIDDEN, **options)
+
+
+def autoregressive(features: int = D, **options: object) -> Build:
+    """A :class:`MaskedAutoregressive` factory with small hidden widths; ``options`` go to its constructor."""
+    return lambda context_shape: MaskedAutoregressive(features, context_shape=context_shape, hidden=HIDDEN, **options)
+
+
+def preset(cls: type[Bijection], **options: object) -> Build:
+    """A factory of a preset (``NICE``, ``RealNVP``, ``MAF``, ``IAF``) with 3 layers and small hidden widths."""
+    return lambda context_shape: cls(D, context_shape, layers=3, hidden=HIDDEN, **options)
+
+
+def mixed_composition(context_shape: ContextShape) -> Bijection:
+    """A composition of linear, normalization, coupling and (inverse) autoregressive layers."""
+    return Compose(
+        [
+            ActNorm(D),
+            Coupling(D, Affine(), "alternate", context_shape=context_shape, hidden=HIDDEN),
+            Reverse(D),
+            LULinear(D),
+            Invert(MaskedAutoregressive(D, context_shape=context_shape, hidden=HIDDEN)),
+            ElementwiseAffine(D),
+        ]
+    )
+
+
+REGISTRY: list[Case] = [
+    # coupling layers
+    Case("coupling-affine-half", coupling(transformer=Affine()), (D,), supports_context=True),
+    Case("coupling-affine-alternate", coupling(mask="alternate"), (D,), supports_context=True),
+    Case("coupling-affine-bool-mask", coupling(mask=torch.tensor([1, 0, 0, 1, 0]).bool()), (D,), supports_context=True),
+    Case("coupling-affine-flip", coupling(flip=True), (D,), supports_context=True),
+    Case("coupling-affine-residual", coupling(residual=True), (D,), supports_context=True),
+    Case("coupling-shift", coupling(transformer=Shift()), (D,), supports_context=True, volume_preserving=True),
+    Case("coupling-affine-d2", coupling(2), (2,), supports_context=True),
+    Case("coupling-affine-d1-half", coupling(1, mask="half"), (1,), supports_context=True),
+    # masked autoregressive layers
+    Case("made-affine", autoregressive(transformer=Affine()), (D,), supports_context=True),
+    Case("made-affine-order", autoregressive(order=[2, 4, 0, 3, 1]), (D,), supports_context=True),
+    Case("made-affine-residual", autoregressive(residual=True), (D,), supports_context=True),
+    Case(
+        "made-affine-d1",
+        autoregressive(1),
+        (1,),
+        supports_context=True,
+        unused_without_context=("made.net.0.weight",),
+    ),
+    Case("iaf-layer", lambda c: Invert(autoregressive()(c)), (D,), supports_context=True),
+    # linear and normalization layers
+    Case("permutation-random", lambda c: Permutation(D), (D,), volume_preserving=True),
+    Case("permutation-given", lambda c: Permutation(D, [3, 0, 4, 1, 2]), (D,), volume_preserving=True),
+    Case("reverse", lambda c: Reverse(D), (D,), volume_preserving=True),
+    Case("elementwise-affine", lambda c: ElementwiseAffine(D), (D,)),
+    Case("lu-orthogonal", lambda c: LULinear(D, "orthogonal"), (D,)),
+    Case("lu-identity", lambda c: LULinear(D, "identity"), (D,)),
+    Case("actnorm", lambda c: ActNorm(D), (D,), prepare=training_passes(1)),
+    Case("batchnorm", lambda c: BatchNorm(D), (D,), prepare=training_passes(3), train_eval_agree=False),
+    Case(
+        "compose-linear",
+        lambda c: Compose([Permutation(D), LULinear(D), ElementwiseAffine(D), Reverse(D)]),
+        (D,),
+    ),
+    Case("compose-mixed", mixed_composition, (D,), supports_context=True, prepare=training_passes(1)),
+    # presets
+    Case("nice", preset(NICE), (D,), supports_context=True),
+    Case(
+        "realnvp-actnorm",
+        preset(RealNVP, normalization="actnorm"),
+        (D,),
+        supports_context=True,
+        prepare=training_passes(1),
+    ),
+    Case(
+        "realnvp-batchnorm",
+        preset(RealNVP, normalization="batchnorm"),
+        (D,),
+        supports_context=True,
+        prepare=training_passes(3),
+        train_eval_agree=False,
+    ),
+    Case("realnvp-plain", preset(RealNVP, normalization=None), (D,), supports_context=True),
+    Case("realnvp-residual", preset(RealNVP, normalization=None, residual=True), (D,), supports_context=True),
+    Case("maf", preset(MAF), (D,), supports_context=True, prepare=training_passes(1)),
+    Case("iaf", preset(IAF), (D,), supports_context=True, prepare=training_passes(1)),
+]
