@@ -82,12 +82,14 @@ def as_context(
     if batch_shape is not None:
         c_batch = t.shape[: t.dim() - len(context_shape)]
         try:
-            torch.broadcast_shapes(c_batch, batch_shape)
+            fits = torch.broadcast_shapes(c_batch, batch_shape) == batch_shape
         except RuntimeError:
+            fits = False
+        if not fits:
             raise ValueError(
                 f"{name} has batch shape {tuple(c_batch)}, which does not broadcast to the data's batch shape "
                 f"{tuple(batch_shape)}"
-            ) from None
+            )
     return t
 
 

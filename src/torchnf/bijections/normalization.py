@@ -16,7 +16,8 @@ class ActNorm(ElementwiseAffine):
     with :math:`s, t` initialized from the first training batch so that :math:`z` has zero mean and unit variance
     per parameter.
 
-    The initialization happens on the first ``forward`` in training mode. A differentiable ``inverse`` in training
+    The initialization happens on the first ``forward`` in training mode with a batch of at least two points
+    (a single point has no variance to normalize). A differentiable ``inverse`` in training
     mode (reverse-KL fitting) marks the layer initialized and keeps the identity. The ``initialized`` flag is a
     persistent buffer, so a loaded model never re-initializes.
 
@@ -34,12 +35,13 @@ class ActNorm(ElementwiseAffine):
     @torch.no_grad()
     def _initialize(self, x: Tensor) -> None:
         flat = x.reshape(-1, *self.event_shape)
-        if flat.shape[0] >= 2:
-            dims = [0] + [1 + i for i, p in enumerate(self.log_scale.shape) if p == 1]
-            mean = flat.mean(dims, keepdim=True).reshape(self.log_scale.shape)
-            std = flat.var(dims, unbiased=False, keepdim=True).reshape(self.log_scale.shape).add(1e-6).sqrt()
-            self.log_scale.copy_(-std.log())
-            self.shift.copy_(-mean / std)
+        if flat.shape[0] < 2:
+            return
+        dims = [0] + [1 + i for i, p in enumerate(self.log_scale.shape) if p == 1]
+        mean = flat.mean(dims, keepdim=True).reshape(self.log_scale.shape)
+        std = flat.var(dims, unbiased=False, keepdim=True).reshape(self.log_scale.shape).add(1e-6).sqrt()
+        self.log_scale.copy_(-std.log())
+        self.shift.copy_(-mean / std)
         self.initialized.fill_(True)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from itertools import pairwise
 
@@ -62,7 +63,10 @@ class MLP(nn.Sequential):
             raise ValueError("hidden must name at least one layer width")
         if residual and len(set(hidden)) != 1:
             raise ValueError(f"a residual MLP needs equal hidden widths, got {hidden}")
-        layers: list[nn.Module] = [nn.Linear(in_features, hidden[0])]
+        with warnings.catch_warnings():
+            # a network of nothing (a one-dimensional coupling without context) is a learned constant
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors is a no-op")
+            layers: list[nn.Module] = [nn.Linear(in_features, hidden[0])]
         if residual:
             layers += [ResidualBlock(hidden[0], activation) for _ in hidden[1:]]
         else:
