@@ -30,6 +30,10 @@ __all__ = ["Flow"]
 class Flow(nn.Module):
     """A normalizing flow: a distribution that can be sampled and evaluated exactly.
 
+    A new flow is in evaluation mode, so evaluating or sampling it never changes it (ActNorm initializes from
+    training data, BatchNorm uses running statistics). :meth:`fit` trains in training mode and returns to
+    evaluation mode; a hand-written training loop calls ``flow.train()`` first.
+
     Args:
         bijection: the map from data to latent.
         base: the latent distribution (default :class:`~torchnf.distributions.StandardNormal` over the
@@ -57,6 +61,7 @@ class Flow(nn.Module):
             )
         self.bijection = bijection
         self.base = base
+        self.eval()
 
     @property
     def event_shape(self) -> Shape:
@@ -84,13 +89,18 @@ class Flow(nn.Module):
     # -- checked public entry points -------------------------------------------------------------------------
 
     def check_data(
-        self, x: Any, context: Any = None, name: str = "x", allow_empty: bool = True
+        self,
+        x: Any,
+        context: Any = None,
+        name: str = "x",
+        context_name: str = "context",
+        allow_empty: bool = True,
     ) -> tuple[Tensor, Tensor | None]:
-        """Validate data (and its context) and convert them to the flow's dtype and device."""
+        """Validate data (and its context) and convert them to the flow's dtype and device; errors use the names."""
         ref = self._reference()
         x = as_points(x, name, self.event_shape, ref.dtype, ref.device, allow_empty)
         batch = x.shape[: x.dim() - len(self.event_shape)]
-        context = as_context(context, self.context_shape, batch, ref.dtype, ref.device)
+        context = as_context(context, self.context_shape, batch, ref.dtype, ref.device, context_name)
         return x, context
 
     def log_prob(self, x: Any, context: Any = None) -> Tensor:

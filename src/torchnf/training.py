@@ -59,6 +59,21 @@ class History:
         return min(self.val_loss, default=math.nan)
 
 
+def _check_rows(flow: Flow, x: Any, context: Any, name: str, context_name: str) -> tuple[Tensor, Tensor | None]:
+    """Validate a data set: ``(n, *event_shape)`` points with ``(n, *context_shape)`` contexts, ``n >= 1``."""
+    x, context = flow.check_data(x, context, name, context_name, allow_empty=False)
+    if x.dim() != len(flow.event_shape) + 1:
+        raise ValueError(f"{name} must have shape (n, {', '.join(map(str, flow.event_shape))}), got {tuple(x.shape)}")
+    if context is not None and flow.context_shape is not None:
+        expected = (x.shape[0], *flow.context_shape)
+        if context.shape != expected:
+            raise ValueError(
+                f"{context_name} must hold one context per point of {name}, shape {expected}; "
+                f"got {tuple(context.shape)}"
+            )
+    return x, context
+
+
 def _split(
     x: Tensor, context: Tensor | None, fraction: float, generator: torch.Generator
 ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
@@ -150,7 +165,7 @@ def fit(
     """Fit ``flow`` to data ``x`` (and ``context``) by maximum likelihood.
 
     Args:
-        flow: the flow to train, in place. It is left in evaluation mode.
+        flow: the flow to train, in place; it is trained in training mode and left in evaluation mode.
         x: data of shape ``(n, *event_shape)``, a tensor or a NumPy array (float64 is fine: it is converted to
             the flow's dtype).
         context: contexts of shape ``(n, *context_shape)`` for a conditional flow.
@@ -179,9 +194,7 @@ def fit(
     Returns:
         The :class:`History` of losses and events.
     """
-    x, context = flow.check_data(x, context, allow_empty=False)
-    if x.dim() != len(flow.event_shape) + 1:
-        raise ValueError(f"x must have shape (n, {', '.join(map(str, flow.event_shape))}), got {tuple(x.shape)}")
+    x, context = _check_rows(flow, x, context, "x", "context")
     if not 0 <= validation_fraction < 1:
         raise ValueError(f"validation_fraction must lie in [0, 1), got {validation_fraction}")
     for name, value in (("steps", steps), ("epochs", epochs), ("batch_size", batch_size), ("eval_every", eval_every)):
@@ -191,9 +204,10 @@ def fit(
         raise ValueError(f"lr must be positive, got {lr}")
 
     generator = torch.Generator()
-    generator.manual_seed(torch.seed() if seed is None else seed)
+    # without a seed, draw one from the global generator: torch.manual_seed still makes the fit reproducible
+    generator.manual_seed(int(torch.randint(2**62, ())) if seed is None else seed)
     if validation_data is not None:
-        x_val, c_val = flow.check_data(validation_data, validation_context, "validation_data", allow_empty=False)
+        x_val, c_val = _check_rows(flow, validation_data, validation_context, "validation_data", "validation_context")
         x_train, c_train = x, context
     else:
         x_train, c_train, x_val, c_val = _split(x, context, validation_fraction, generator)
