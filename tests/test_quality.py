@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-from scipy.stats import multivariate_normal
-from sklearn.datasets import make_moons
 
 from torchnf import IAF, MAF, Flow, Preset, RealNVP
+from torchnf.baselines import GaussianBaseline
+from torchnf.datasets import two_moons as make_two_moons
 
 MARGIN = 1.0  # nats per point a flow must gain over the Gaussian on held-out data
 
@@ -30,10 +30,10 @@ class TwoMoons:
 
 @pytest.fixture(scope="module")
 def two_moons() -> TwoMoons:
-    x, _ = make_moons(5000, noise=0.05, random_state=0)  # shuffled, so a slice is a random split
+    x = make_two_moons(5000, noise=0.05, seed=0)  # shuffled, so a slice is a random split
     train, test = x[:4000], x[4000:]
-    gaussian = multivariate_normal(train.mean(axis=0), np.cov(train, rowvar=False))
-    return TwoMoons(train, test, float(gaussian.logpdf(test).mean()))
+    gaussian = GaussianBaseline().fit(train)
+    return TwoMoons(train, test, float(gaussian.log_prob(test).mean()))
 
 
 def fitted(preset: type[Preset], data: TwoMoons, steps: int) -> Flow:
