@@ -169,27 +169,6 @@ class RealNVP(Preset):
         super().__init__(parts)
 
 
-def _autoregressive_layers(
-    features: int,
-    context_shape: ShapeLike | None,
-    layers: int,
-    hidden: Sequence[int],
-    activation: str,
-    residual: bool,
-    normalization: Normalization,
-    log_scale_bound: float,
-    inverse: bool,
-) -> list[Bijection]:
-    act = activation_factory(activation)
-    parts: list[Bijection] = []
-    for i in range(layers):
-        parts += normalization_layer(normalization, features)
-        order = list(range(features)) if i % 2 == 0 else list(reversed(range(features)))
-        layer = MaskedAutoregressive(features, Affine(log_scale_bound), order, context_shape, hidden, act, residual)
-        parts.append(Invert(layer) if inverse else layer)
-    return parts
-
-
 class MAF(Preset):
     r"""Masked autoregressive flow (Papamakarios et al. 2017): affine autoregressive layers
     :math:`z_i = e^{s_i(x_{<i})} x_i + t_i(x_{<i})` from MADE networks, with the order reversed at every layer.
@@ -206,6 +185,8 @@ class MAF(Preset):
         log_scale_bound: bound on each layer's log-scale.
     """
 
+    inverse_layers: ClassVar[bool] = False
+
     def __init__(
         self,
         event_shape: ShapeLike,
@@ -218,15 +199,18 @@ class MAF(Preset):
         normalization: Normalization = "actnorm",
         log_scale_bound: float = 3.0,
     ) -> None:
-        features = vector_features(event_shape, "MAF")
-        super().__init__(
-            _autoregressive_layers(
-                features, context_shape, layers, hidden, activation, residual, normalization, log_scale_bound, False
-            )
-        )
+        features = vector_features(event_shape, type(self).__name__)
+        act = activation_factory(activation)
+        parts: list[Bijection] = []
+        for i in range(layers):
+            parts += normalization_layer(normalization, features)
+            order = list(range(features)) if i % 2 == 0 else list(reversed(range(features)))
+            layer = MaskedAutoregressive(features, Affine(log_scale_bound), order, context_shape, hidden, act, residual)
+            parts.append(Invert(layer) if self.inverse_layers else layer)
+        super().__init__(parts)
 
 
-class IAF(Preset):
+class IAF(MAF):
     r"""Inverse autoregressive flow (Kingma et al. 2016, *Improved variational inference with inverse
     autoregressive flow*): the layers of :class:`MAF` inverted, so sampling and the density of its own samples
     cost one pass per layer, while the density of arbitrary data costs :math:`D` passes per layer.
@@ -234,21 +218,4 @@ class IAF(Preset):
     Args are those of :class:`MAF`.
     """
 
-    def __init__(
-        self,
-        event_shape: ShapeLike,
-        context_shape: ShapeLike | None = None,
-        *,
-        layers: int = 5,
-        hidden: Sequence[int] = (128, 128),
-        activation: str = "relu",
-        residual: bool = False,
-        normalization: Normalization = "actnorm",
-        log_scale_bound: float = 3.0,
-    ) -> None:
-        features = vector_features(event_shape, "IAF")
-        super().__init__(
-            _autoregressive_layers(
-                features, context_shape, layers, hidden, activation, residual, normalization, log_scale_bound, True
-            )
-        )
+    inverse_layers = True
