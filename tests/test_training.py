@@ -354,3 +354,17 @@ def test_fit_data_initializes_actnorm(points_seen_before_fit: int | None) -> Non
         z, _ = actnorms[0](x)
     torch.testing.assert_close(z.mean(0), torch.zeros(D), atol=1e-2, rtol=0)
     torch.testing.assert_close(z.std(0), torch.ones(D), atol=1e-2, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"lr": 0.0}, {"optimizer": "sgd"}, {"lr_schedule": "step"}, {"max_grad_norm": -1.0}, {"patience": 0}],
+    ids=["lr", "optimizer", "lr_schedule", "max_grad_norm", "patience"],
+)
+def test_bad_settings_are_refused_before_the_flow_changes(options: dict[str, Any]) -> None:
+    """A bad setting raises before any step or data-dependent initialization touches the flow."""
+    flow, untouched = tiny_flow(), tiny_flow()
+    with pytest.raises(ValueError, match=next(iter(options))):
+        fit_quietly(flow, steps=5, **options)
+    assert same_weights(flow, untouched)
+    assert all(not m.initialized for m in flow.modules() if isinstance(m, ActNorm))
