@@ -31,6 +31,7 @@ from torchnf.bijections import (
     MaskedAutoregressive,
     Permutation,
     Reverse,
+    Standardization,
 )
 from torchnf.transformers import Affine, Shift
 
@@ -92,6 +93,11 @@ def training_passes(n: int, batch: int = 64) -> Prepare:
         bijection.eval()
 
     return prepare
+
+
+def fitted_standardization(bijection: Bijection, context_shape: ContextShape) -> None:
+    """Fit a :class:`Standardization` to data of mean 1 and standard deviation 2, like the training data would."""
+    bijection.fit(1.0 + 2.0 * torch.randn(256, *bijection.event_shape, dtype=torch.float64))
 
 
 @dataclass(frozen=True)
@@ -207,6 +213,10 @@ REGISTRY: list[Case] = [
     Case("actnorm", lambda c: ActNorm(D), (D,), atol=EXACT, prepare=training_passes(1)),
     Case("actnorm-shared", lambda c: ActNorm((3, 4), (3, 1)), (3, 4), atol=EXACT, prepare=training_passes(1)),
     Case("batchnorm", lambda c: BatchNorm(D), (D,), atol=EXACT, prepare=training_passes(3), train_eval_agree=False),
+    Case("standardization", lambda c: Standardization(D), (D,), atol=EXACT, prepare=fitted_standardization),
+    Case(
+        "standardization-image", lambda c: Standardization((2, 3)), (2, 3), atol=EXACT, prepare=fitted_standardization
+    ),
     Case(
         "compose-linear",
         lambda c: Compose([Permutation(D), LULinear(D), ElementwiseAffine(D), Reverse(D)]),

@@ -351,7 +351,7 @@ def test_fit_data_initializes_actnorm(points_seen_before_fit: int | None) -> Non
     fit_quietly(flow, x, steps=1, validation_fraction=0)
     assert all(bool(m.initialized) for m in actnorms)
     with torch.no_grad():
-        z, _ = actnorms[0](x)
+        z, _ = actnorms[0](flow.standardization(x)[0])
     torch.testing.assert_close(z.mean(0), torch.zeros(D), atol=1e-2, rtol=0)
     torch.testing.assert_close(z.std(0), torch.ones(D), atol=1e-2, rtol=0)
 
@@ -368,3 +368,29 @@ def test_bad_settings_are_refused_before_the_flow_changes(options: dict[str, Any
         fit_quietly(flow, steps=5, **options)
     assert same_weights(flow, untouched)
     assert all(not m.initialized for m in flow.modules() if isinstance(m, ActNorm))
+
+
+def test_fit_standardizes_once_and_densities_stay_in_raw_units() -> None:
+    """``fit`` sets the standardization from the training data (not the held-out part) and keeps it on a refit;
+    ``standardize=False`` leaves it at the identity; log-densities account for it (a raw-unit change of scale by
+    ``a`` shifts the fitted log-density by ``-D log a`` when the standardization absorbs it)."""
+    x = gaussian_data(400) * torch.tensor([3.0, 0.2])
+    flow = tiny_flow()
+    fit_quietly(flow, x, steps=5, validation_fraction=0)
+    torch.testing.assert_close(flow.standardization.loc, x.mean(0))
+    torch.testing.assert_close(flow.standardization.scale, x.std(0, unbiased=False))
+    fitted = flow.standardization.state_dict()
+    fit_quietly(flow, x * 10, steps=1, validation_fraction=0)
+    assert all(torch.equal(v, fitted[k]) for k, v in flow.standardization.state_dict().items())
+
+    plain = tiny_flow()
+    fit_quietly(plain, x, steps=1, validation_fraction=0, standardize=False)
+    assert not plain.standardization.fitted
+    assert torch.equal(plain.standardization.scale, torch.ones(D))
+
+    scaled = tiny_flow()
+    scaled.load_state_dict(flow.state_dict())
+    scaled.standardization.loc.mul_(10.0)
+    scaled.standardization.scale.mul_(10.0)
+    with torch.no_grad():
+        torch.testing.assert_close(scaled.log_prob(x * 10), flow.log_prob(x) - D * math.log(10.0))

@@ -7,9 +7,8 @@ preset is registered by class name in :attr:`Preset.registry`.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from torch import nn
 
@@ -24,6 +23,7 @@ from .bijections import (
     MaskedAutoregressive,
 )
 from .bijections.base import ShapeLike, as_shape
+from .configurable import Configurable
 from .transformers import Affine, Shift
 
 __all__ = ["ACTIVATIONS", "IAF", "MAF", "NICE", "Preset", "RealNVP"]
@@ -67,26 +67,10 @@ def vector_features(event_shape: ShapeLike, preset: str) -> int:
     return shape[0]
 
 
-class Preset(Compose):
+class Preset(Configurable, Compose):
     """A named architecture whose constructor arguments are its saved :attr:`config`."""
 
-    registry: ClassVar[dict[str, type[Preset]]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        Preset.registry[cls.__name__] = cls
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Preset:
-        self = super().__new__(cls)
-        bound = inspect.signature(cls.__init__).bind(self, *args, **kwargs)
-        bound.apply_defaults()
-        object.__setattr__(self, "_config", {k: v for k, v in bound.arguments.items() if k != "self"})
-        return self
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The keyword arguments that rebuild this preset: ``type(p)(**p.config)``."""
-        return dict(self._config)
+    registry: ClassVar[dict[str, type]] = {}
 
 
 class NICE(Preset):

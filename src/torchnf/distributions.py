@@ -7,18 +7,25 @@ They are :class:`torch.nn.Module` s whose tensors are buffers or parameters, so 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from .bijections.base import Shape, ShapeLike, as_shape
+from .configurable import Configurable
 
 __all__ = ["BaseDistribution", "DiagonalNormal", "StandardNormal"]
 
 
-class BaseDistribution(nn.Module):
-    """A distribution over points of shape ``event_shape`` with ``log_prob`` and reparameterized ``rsample``."""
+class BaseDistribution(Configurable, nn.Module):
+    """A distribution over points of shape ``event_shape`` with ``log_prob`` and reparameterized ``rsample``.
 
+    Subclasses are registered by name and record their constructor arguments (:class:`~torchnf.configurable.
+    Configurable`), so a saved flow rebuilds its base distribution from its config.
+    """
+
+    registry: ClassVar[dict[str, type]] = {}
     event_shape: Shape
 
     def __init__(self, event_shape: ShapeLike) -> None:

@@ -5,13 +5,17 @@ With :math:`f` mapping data to latent and base density :math:`p_Z`,
 .. math::
 
     \log p(x \mid c) = \log p_Z\big(f(x; c)\big) + \log\big|\det J_f(x; c)\big|, \qquad
-    x = f^{-1}(z; c),\ z \sim p_Z.
+    x = f^{-1}(z; c),\ z \sim p_Z,
+
+where :math:`f = g \circ s` is the bijection :math:`g` after a fixed data standardization :math:`s`
+(the identity until :meth:`Flow.fit` sets it from the training data).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -19,16 +23,21 @@ from torch import Tensor, nn
 
 from ._validation import as_context, as_points, as_sample_shape
 from .bijections.base import Bijection, Shape
+from .bijections.normalization import Standardization
 from .distributions import BaseDistribution, StandardNormal
 
 if TYPE_CHECKING:
-    from .training import History
+    from .optimization import History
 
 __all__ = ["Flow"]
 
 
 class Flow(nn.Module):
     """A normalizing flow: a distribution that can be sampled and evaluated exactly.
+
+    Raw data goes in and densities come out in raw units: ``fit`` sets a fixed standardization
+    (:attr:`standardization`) from the training data, which the flow applies before :attr:`bijection`. The history
+    of the last fit is kept in :attr:`history` and saved with the model.
 
     A new flow is in evaluation mode, so evaluating or sampling it never changes it (ActNorm initializes from
     training data, BatchNorm uses running statistics). :meth:`fit` trains in training mode and returns to
@@ -59,8 +68,10 @@ class Flow(nn.Module):
                 f"the base distribution's event_shape {tuple(base.event_shape)} differs from the bijection's "
                 f"latent_shape {tuple(bijection.latent_shape)}"
             )
+        self.standardization = Standardization(bijection.event_shape)
         self.bijection = bijection
         self.base = base
+        self.history: History | None = None
         self.eval()
 
     @property
@@ -149,18 +160,26 @@ class Flow(nn.Module):
 
     def unchecked_log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """:meth:`log_prob` without input checks: ``x`` must already be a finite tensor of the right shape."""
+        x, log_det_standardization = self.standardization(x)
         z, log_det = self.bijection(x, context)
-        return self.base.log_prob(z) + log_det
+        return self.base.log_prob(z) + log_det + log_det_standardization
 
     def unchecked_sample_and_log_prob(self, shape: Shape, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Draw ``(*shape, *event_shape)`` points and their log-densities; ``context`` already expanded."""
         z = self.base.rsample(shape)
         log_base = self.base.log_prob(z)
         x, log_det = self.bijection.inverse(z, context)
-        return x, log_base - log_det
+        x, log_det_standardization = self.standardization.inverse(x)
+        return x, log_base - log_det - log_det_standardization
 
     def fit(self, x: Any, context: Any = None, **options: Any) -> History:
         """Fit by maximum likelihood (forward KL); see :func:`torchnf.training.fit` for the options."""
         from .training import fit
 
         return fit(self, x, context, **options)
+
+    def save(self, path: str | Path) -> None:
+        """Write the flow to ``path`` (a JSON config and safetensors weights in one file); see :func:`torchnf.load`."""
+        from .io import save
+
+        save(self, path)

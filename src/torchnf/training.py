@@ -85,6 +85,7 @@ def fit(
     validation_data: Any = None,
     validation_context: Any = None,
     validation_fraction: float = 0.1,
+    standardize: bool = True,
     steps: int | None = None,
     epochs: int | None = None,
     batch_size: int = 256,
@@ -110,6 +111,9 @@ def fit(
         validation_context: contexts of ``validation_data``.
         validation_fraction: the share of ``x`` held out when no ``validation_data`` is given; 0 trains on all
             of it, without early stopping.
+        standardize: set the flow's fixed standardization (:attr:`Flow.standardization`) from the training data
+            when it is not set yet, so the bijection sees data of zero mean and unit variance per dimension while
+            densities stay in raw units. A flow fitted before keeps its standardization.
         steps: the maximum number of optimizer steps.
         epochs: the maximum number of passes over the training data (``steps`` wins when both are given; when
             neither is, up to 5,000 steps).
@@ -129,7 +133,7 @@ def fit(
         progress: show a progress bar (``None``: only when the output is a terminal).
 
     Returns:
-        The :class:`History` of losses and events.
+        The :class:`History` of losses and events, also kept in ``flow.history``.
     """
     x, context = _check_rows(flow, x, context, "x", "context")
     if not 0 <= validation_fraction < 1:
@@ -156,9 +160,11 @@ def fit(
         idx = next(batches)
         return -flow.unchecked_log_prob(x_train[idx], None if c_train is None else c_train[idx]).mean()
 
+    if standardize and not flow.standardization.fitted and n_train >= 2:
+        flow.standardization.fit(x_train)
     flow.train()
     _initialize_data_dependent(flow, x_train, c_train, batch_size)
-    return optimize(
+    flow.history = optimize(
         flow,
         batch_loss,
         max_steps=max_steps,
@@ -173,6 +179,7 @@ def fit(
         max_nonfinite=max_nonfinite,
         progress=progress,
     )
+    return flow.history
 
 
 @torch.no_grad()

@@ -4,7 +4,7 @@ from .autoregressive import MaskedAutoregressive
 from .base import Bijection, Compose, Invert
 from .coupling import Coupling, coupling_mask
 from .linear import ElementwiseAffine, LULinear, Permutation, Reverse
-from .normalization import ActNorm, BatchNorm
+from .normalization import ActNorm, BatchNorm, Standardization
 
 __all__ = [
     "ActNorm",
@@ -18,5 +18,6 @@ __all__ = [
     "MaskedAutoregressive",
     "Permutation",
     "Reverse",
+    "Standardization",
     "coupling_mask",
 ]

@@ -1,4 +1,4 @@
-r"""Normalization layers that are bijections: ActNorm and invertible batch normalization."""
+r"""Normalization layers that are bijections: ActNorm, invertible batch normalization, data standardization."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from .base import Bijection, ShapeLike
 from .linear import ElementwiseAffine
 
-__all__ = ["ActNorm", "BatchNorm"]
+__all__ = ["ActNorm", "BatchNorm", "Standardization"]
 
 
 class ActNorm(ElementwiseAffine):
@@ -111,3 +111,48 @@ class BatchNorm(Bijection):
         log_scale = self.log_gamma - 0.5 * torch.log(self.running_var + self.eps)
         x = (z - self.beta) * torch.exp(-log_scale) + self.running_mean
         return x, -log_scale.sum().expand(z.shape[:-1])
+
+
+class Standardization(Bijection):
+    r"""Fixed data standardization :math:`z = (x - \mu) / \sigma`, with :math:`\log|\det J| = -\sum_i \log\sigma_i`.
+
+    :math:`\mu` and :math:`\sigma` are not learned: :meth:`fit` sets them once from training data (the per-element
+    mean and standard deviation over the batch), so users pass raw data and get densities in raw units. Until then
+    the map is the identity. Both, and the ``fitted`` flag, are persistent buffers.
+
+    Args:
+        event_shape: shape of one input point.
+        min_scale: the smallest :math:`\sigma` used, relative to the largest, for (near-)constant dimensions.
+    """
+
+    loc: Tensor
+    scale: Tensor
+    fitted: Tensor
+
+    def __init__(self, event_shape: ShapeLike, min_scale: float = 1e-6) -> None:
+        super().__init__(event_shape)
+        self.min_scale = min_scale
+        self.register_buffer("loc", torch.zeros(self.event_shape))
+        self.register_buffer("scale", torch.ones(self.event_shape))
+        self.register_buffer("fitted", torch.tensor(False))
+
+    @torch.no_grad()
+    def fit(self, x: Tensor) -> None:
+        r"""Set :math:`\mu` and :math:`\sigma` from data of shape ``(*batch, *event_shape)`` (at least two points)."""
+        flat = x.reshape(-1, *self.event_shape)
+        if flat.shape[0] < 2:
+            raise ValueError(f"standardization needs at least 2 points, got {flat.shape[0]}")
+        std = flat.std(0, unbiased=False)
+        floor = self.min_scale * float(std.max()) if float(std.max()) > 0 else 1.0
+        self.loc.copy_(flat.mean(0))
+        self.scale.copy_(std.clamp_min(floor))
+        self.fitted.fill_(True)
+
+    def _log_det(self, x: Tensor) -> Tensor:
+        return -self.scale.log().sum().expand(self.batch_shape(x))
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return (x - self.loc) / self.scale, self._log_det(x)
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return z * self.scale + self.loc, -self._log_det(z)
