@@ -6,6 +6,7 @@ from .architectures import IAF, MAF, NICE, Preset, RealNVP
 from .bijections import Bijection, Compose, Invert
 from .distributions import DiagonalNormal, StandardNormal
 from .flow import Flow
+from .io import load
 from .training import History, fit
 
 try:
@@ -27,4 +28,5 @@ __all__ = [
     "RealNVP",
     "StandardNormal",
     "fit",
+    "load",
 ]
