@@ -1,25 +1,184 @@
-"""The ``torchnf`` command."""
+"""The ``torchnf`` command end to end, through real subprocesses: fit, score, sample, info, report and demo, and
+one clear line on standard error (never a traceback) for every failure."""
 
 from __future__ import annotations
 
-import re
+import subprocess
+import sys
+from pathlib import Path
 
-from click.testing import CliRunner
+import numpy as np
+import pytest
+from matplotlib.image import imread
 
-from torchnf.cli import main
-from torchnf.demo import run_demo
+import torchnf
+from torchnf.datasets import load
+from torchnf.tables import read_table, write_table
 
-
-def test_demo_prints_the_comparison_table() -> None:
-    """``torchnf demo`` prints the flow's and the Gaussian's log-likelihoods and exits 0."""
-    result = CliRunner().invoke(main, ["demo", "--steps", "60"])
-    assert result.exit_code == 0, result.output
-    assert re.search(r"\| RealNVP \| -?\d+\.\d{3} \| -?\d+\.\d{3} \|", result.output)
-    assert "| full-covariance Gaussian |" in result.output
-    assert "60 steps in" in result.output
+TINY = ["--layers", "2", "--hidden", "16,16", "--steps", "40", "--quiet"]
 
 
-def test_demo_flow_beats_the_gaussian() -> None:
+def torchnf_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``torchnf ARGS`` in a fresh interpreter, capturing its output."""
+    command = [sys.executable, "-c", "from torchnf.cli import entry_point; entry_point()", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """A failure: non-zero exit, one line on stderr naming the problem, no traceback."""
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("torchnf: error: ") and "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with training and test CSVs (with a label column to ignore) and a model fitted on them."""
+    folder = tmp_path_factory.mktemp("cli")
+    data = load("eight_gaussians", n=1000)
+    for name, rows in (("train", data.train), ("test", data.test)):
+        labelled = [f"{float(a)!r},{float(b)!r},row{i}" for i, (a, b) in enumerate(rows)]
+        (folder / f"{name}.csv").write_text("u,v,label\n" + "\n".join(labelled) + "\n")
+    result = torchnf_cli(
+        "fit", "train.csv", "--columns", "u,v", "--arch", "maf", *TINY, "-o", "m.safetensors", cwd=folder
+    )
+    assert result.returncode == 0, result.stderr
+    assert "saved m.safetensors: MAF on 800 rows" in result.stdout
+    return folder
+
+
+def test_fitted_model_loads_in_python(workspace: Path) -> None:
+    """The model file the command wrote is an ordinary model file: it loads and records its columns."""
+    flow = torchnf.load(workspace / "m.safetensors")
+    assert flow.metadata["columns"] == ["u", "v"] and flow.history is not None
+
+
+def test_score_writes_one_log_density_per_row_and_flags_outliers(workspace: Path) -> None:
+    """``score`` uses the model's columns by default; ``--outliers 0.1`` flags the lowest-density tenth."""
+    result = torchnf_cli("score", "m.safetensors", "test.csv", "-o", "scores.csv", "--outliers", "0.1", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    scores = read_table(workspace / "scores.csv")
+    assert scores.columns == ["log_prob", "outlier"] and scores.values.shape == (100, 2)
+    flow = torchnf.load(workspace / "m.safetensors")
+    expected = flow.log_prob(read_table(workspace / "test.csv", ["u", "v"]).values).detach().double().numpy()
+    np.testing.assert_allclose(scores.values[:, 0], expected, rtol=1e-6)
+    flagged = scores.values[:, 1] == 1
+    assert flagged.sum() == 10 and scores.values[flagged, 0].max() < scores.values[~flagged, 0].min()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npy"])
+def test_sample_writes_n_rows_with_the_training_columns(workspace: Path, suffix: str) -> None:
+    """``sample -n`` writes that many rows; text files get the training data's column names."""
+    result = torchnf_cli("sample", "m.safetensors", "-n", "25", "-o", f"samples{suffix}", "--seed", "1", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    table = read_table(workspace / f"samples{suffix}")
+    assert table.values.shape == (25, 2)
+    assert table.columns == (["u", "v"] if suffix == ".csv" else ["0", "1"])
+
+
+def test_info_describes_the_model(workspace: Path) -> None:
+    """``info`` names the preset, the columns and the training; ``--json`` prints the config."""
+    result = torchnf_cli("info", "m.safetensors", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    for fragment in ("preset: MAF(", "columns: ['u', 'v']", "training: 40 steps", "parameters:"):
+        assert fragment in result.stdout
+    config = torchnf_cli("info", "m.safetensors", "--json", cwd=workspace)
+    assert '"name": "MAF"' in config.stdout
+
+
+@pytest.mark.parametrize("fmt", ["md", "html"])
+def test_report_writes_readable_plots_and_a_summary(workspace: Path, fmt: str) -> None:
+    """``report`` writes the training curves and the 2-D density as PNGs, and a summary linking them."""
+    result = torchnf_cli(
+        "report", "m.safetensors", "--data", "test.csv", "-o", f"report-{fmt}", "--format", fmt, cwd=workspace
+    )
+    assert result.returncode == 0, result.stderr
+    folder = workspace / f"report-{fmt}"
+    summary = (folder / f"report.{fmt}").read_text()
+    for name in ("training.png", "density.png"):
+        image = imread(folder / name)
+        assert image.shape[0] >= 300 and image.shape[1] >= 400 and image.std() > 0
+        assert name in summary
+
+
+def test_invalid_rows_are_refused_with_their_line_numbers_or_dropped(workspace: Path) -> None:
+    """A row with a non-number is refused, naming its line; ``--drop-invalid`` drops it and says so."""
+    lines = (workspace / "train.csv").read_text().splitlines()
+    lines[3] = "1.0,oops,row2"
+    lines[7] = "nan,2.0,row6"
+    (workspace / "dirty.csv").write_text("\n".join(lines) + "\n")
+    refused = torchnf_cli("fit", "dirty.csv", "--columns", "u,v", *TINY, "-o", "d.safetensors", cwd=workspace)
+    assert_one_line_error(refused, "dirty.csv", "4", "8")
+    dropped = torchnf_cli(
+        "fit", "dirty.csv", "--columns", "u,v", "--drop-invalid", *TINY, "-o", "d.safetensors", cwd=workspace
+    )
+    assert dropped.returncode == 0, dropped.stderr
+    assert "dropped 2 invalid row(s)" in dropped.stderr and "on 798 rows" in dropped.stdout
+
+
+BAD_CSVS = {
+    "non-numeric": ("a,b\n1,2\n3,x\n", "3"),
+    "ragged": ("a,b\n1,2\n3,4,5\n", "3"),
+    "empty": ("", "empty"),
+    "header-only": ("a,b\n", "no data"),
+}
+
+
+@pytest.mark.parametrize(("content", "fragment"), BAD_CSVS.values(), ids=BAD_CSVS.keys())
+def test_bad_csv_files_get_one_line_errors(tmp_path: Path, content: str, fragment: str) -> None:
+    """Malformed data files fail with one line naming the file and the problem."""
+    (tmp_path / "bad.csv").write_text(content)
+    assert_one_line_error(
+        torchnf_cli("fit", "bad.csv", *TINY, "-o", "m.safetensors", cwd=tmp_path), "bad.csv", fragment
+    )
+
+
+def test_command_errors_are_one_line(workspace: Path, tmp_path: Path) -> None:
+    """Unknown presets, bad options, missing and damaged model files: one line each, no traceback."""
+    assert_one_line_error(torchnf_cli("fit", "train.csv", "--arch", "glowish", "-o", "x", cwd=workspace), "glowish")
+    assert_one_line_error(torchnf_cli("fit", "train.csv", "--set", "nonsense", "-o", "x", cwd=workspace), "KEY=VALUE")
+    assert_one_line_error(
+        torchnf_cli("fit", "train.csv", "--columns", "u,v", "--set", "bogus=1", *TINY, "-o", "x", cwd=workspace),
+        "bogus",
+    )
+    assert_one_line_error(
+        torchnf_cli("sample", "absent.safetensors", "-n", "3", "-o", "s.csv", cwd=workspace), "absent"
+    )
+    (tmp_path / "broken.safetensors").write_bytes(b"\x00" * 64)
+    assert_one_line_error(torchnf_cli("info", tmp_path / "broken.safetensors"), "not a readable model file")
+    assert_one_line_error(torchnf_cli("score", "m.safetensors", "test.csv", "-o", "s.xyz", cwd=workspace), "s.xyz")
+    assert_one_line_error(torchnf_cli("sample", "m.safetensors", "-n", "0", "-o", "s.csv", cwd=workspace), "0")
+    assert_one_line_error(torchnf_cli("frobnicate"), "frobnicate")
+
+
+def test_demo_fits_reports_and_compares(tmp_path: Path) -> None:
+    """``torchnf demo`` prints the comparison table, saves the model and writes the report."""
+    result = torchnf_cli("demo", "--steps", "60", "-o", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "| RealNVP |" in result.stdout and "| full-covariance Gaussian |" in result.stdout
+    assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "report.md").is_file()
+    assert torchnf.load(tmp_path / "out" / "model.safetensors").metadata["data"] == "two_moons"
+
+
+def test_demo_flow_beats_the_gaussian(tmp_path: Path) -> None:
     """Even a short demo fit is far better than the Gaussian on held-out data."""
-    result = run_demo(steps=300, progress=False)
+    from torchnf.demo import run_demo
+
+    result = run_demo(tmp_path, steps=300, progress=False)
     assert result.flow_test > result.gaussian_test + 0.5, result
+
+
+def test_help_and_version_exit_zero() -> None:
+    """``--help`` and ``--version`` print and succeed."""
+    assert "fit" in torchnf_cli("--help").stdout
+    assert torchnf.__version__ in torchnf_cli("--version").stdout
+
+
+def test_written_tables_round_trip(tmp_path: Path) -> None:
+    """Samples written as CSV read back exactly (what ``sample`` writes, ``score`` can read)."""
+    values = np.random.default_rng(0).normal(size=(5, 2))
+    write_table(tmp_path / "v.csv", values, ["u", "v"])
+    np.testing.assert_array_equal(read_table(tmp_path / "v.csv").values, values)

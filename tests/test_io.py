@@ -195,3 +195,14 @@ def test_every_preset_is_covered() -> None:
     """The round-trip test runs over the whole preset registry, which includes the four core presets."""
     assert {"NICE", "RealNVP", "MAF", "IAF"} <= set(PRESETS)
     assert all(cls in Preset.registry.values() for cls in (NICE, RealNVP, MAF, IAF))
+
+
+def test_metadata_round_trips(tmp_path: Path) -> None:
+    """``flow.metadata`` (JSON values) is saved and restored; a non-JSON value is refused when saving."""
+    flow = small_flow("NICE")
+    flow.metadata = {"columns": ["a", "b", "c"], "source": "data.csv", "rows": 64}
+    flow.save(tmp_path / "m.safetensors")
+    assert torchnf.load(tmp_path / "m.safetensors").metadata == flow.metadata
+    flow.metadata = {"bad": object()}
+    with pytest.raises(TypeError, match="cannot save a config value"):
+        flow.save(tmp_path / "m.safetensors")

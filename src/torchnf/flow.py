@@ -37,7 +37,8 @@ class Flow(nn.Module):
 
     Raw data goes in and densities come out in raw units: ``fit`` sets a fixed standardization
     (:attr:`standardization`) from the training data, which the flow applies before :attr:`bijection`. The history
-    of the last fit is kept in :attr:`history` and saved with the model.
+    of the last fit is kept in :attr:`history` and saved with the model, as is :attr:`metadata`, a dictionary of
+    JSON values for the user (the command-line tool records the data's column names there).
 
     A new flow is in evaluation mode, so evaluating or sampling it never changes it (ActNorm initializes from
     training data, BatchNorm uses running statistics). :meth:`fit` trains in training mode and returns to
@@ -72,6 +73,7 @@ class Flow(nn.Module):
         self.bijection = bijection
         self.base = base
         self.history: History | None = None
+        self.metadata: dict[str, Any] = {}
         self.eval()
 
     @property

@@ -2,7 +2,8 @@
 
 A model file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the weights as raw tensors, and in
 its header a JSON config with the format version, the library version, the preset's name and keyword arguments,
-the base distribution's, the dtype, whether the data standardization was fitted and the training history. Loading
+the base distribution's, the dtype, whether the data standardization was fitted, the training history and the
+flow's metadata. Loading
 looks the names up in fixed registries (:attr:`torchnf.Preset.registry`, :attr:`BaseDistribution.registry`), calls
 them with plain JSON values and copies the tensors in: nothing in a file is ever executed.
 """
@@ -74,6 +75,7 @@ def flow_config(flow: Flow) -> dict[str, Any]:
         "dtype": dtype,
         "standardized": bool(flow.standardization.fitted),
         "history": _plain(history),
+        "metadata": _plain(flow.metadata),
     }
 
 
@@ -165,6 +167,10 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Flow:
     if bool(flow.standardization.fitted) != bool(config.get("standardized")):
         raise ModelFileError(f"the config in {path} disagrees with its weights about the data standardization")
     flow.history = _history(config.get("history"), path)
+    metadata = config.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"the metadata in {path} is malformed: expected a JSON object")
+    flow.metadata = metadata
     return flow.to(device).eval()
 
 
