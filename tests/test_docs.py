@@ -1,6 +1,7 @@
 """Every Python example in the README and in docs/ runs as written.
 
-The blocks of one document run in order in one namespace, as a reader would paste them.
+The blocks of one document run in order in one namespace, as a reader would paste them, in an empty temporary
+folder (so examples that write files leave nothing behind).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ def test_readme_has_the_quickstart() -> None:
 
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=[d.name for d in DOCUMENTS])
-def test_examples_run(document: Path) -> None:
+def test_examples_run(document: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each block executes without error, in order, in a shared namespace."""
+    monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "__example__"}
     for i, code in enumerate(FENCE.findall(document.read_text())):
         exec(compile(code, f"{document.name}:block{i}", "exec"), namespace)
