@@ -57,7 +57,8 @@ def _invalid_message(numbers: Sequence[int], noun: str, label: str, examples: st
     else:
         problem, them = "have values that are not finite numbers", "them"
     return (
-        f"{_numbers(numbers, noun)} of {label} {problem}: {examples}; fix {them}, or drop such rows (drop_invalid=True; --drop-invalid on the command line)"
+        f"{_numbers(numbers, noun)} of {label} {problem}: {examples}; fix {them}, or drop such rows "
+        "(drop_invalid=True; --drop-invalid on the command line)"
     )
 
 
