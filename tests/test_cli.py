@@ -182,3 +182,15 @@ def test_written_tables_round_trip(tmp_path: Path) -> None:
     values = np.random.default_rng(0).normal(size=(5, 2))
     write_table(tmp_path / "v.csv", values, ["u", "v"])
     np.testing.assert_array_equal(read_table(tmp_path / "v.csv").values, values)
+
+
+def test_data_lists_and_exports_the_built_in_data_sets(tmp_path: Path) -> None:
+    """``data`` without a name lists the data sets; with one it writes the chosen split."""
+    listing = torchnf_cli("data")
+    assert "two_moons" in listing.stdout.split() and "digits" in listing.stdout.split()
+    result = torchnf_cli("data", "pinwheel", "--split", "test", "-n", "1000", "-o", "p.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    table = read_table(tmp_path / "p.csv")
+    np.testing.assert_array_equal(table.values, load("pinwheel", n=1000).test)
+    assert table.columns == ["x", "y"]
+    assert_one_line_error(torchnf_cli("data", "nope", "-o", "p.csv", cwd=tmp_path), "unknown data set 'nope'")

@@ -248,6 +248,27 @@ def report(
 
 
 @cli.command()
+@click.argument("name", required=False)
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="train", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write.")
+@click.option("-n", "--n", "count", type=click.IntRange(min=3), help="Rows in all splits together.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def data(name: str | None, split: str, output: Path | None, count: int | None, seed: int) -> None:
+    """Write a split of the built-in data set NAME to a file; without NAME, list the data sets."""
+    from . import datasets
+
+    if name is None:
+        click.echo("\n".join(datasets.names()))
+        return
+    if output is None:
+        raise click.UsageError("Missing option '-o' / '--output'.")
+    values = getattr(datasets.load(name, seed=seed, n=count), split)
+    columns = ["x", "y"] if values.shape[1] == 2 else [f"x{i}" for i in range(values.shape[1])]
+    write_table(output, values, columns)
+    click.echo(f"wrote {len(values)} {split} rows of {name} to {output}")
+
+
+@cli.command()
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("torchnf-demo"))
 @click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True, help="Maximum training steps.")
 @click.option("--seed", type=int, default=0, show_default=True)
