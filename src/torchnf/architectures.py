@@ -8,6 +8,7 @@ preset is registered by class name in :attr:`Preset.registry`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import ClassVar, Literal
 
 from torch import nn
@@ -24,7 +25,7 @@ from .bijections import (
 )
 from .bijections.base import ShapeLike, as_shape
 from .configurable import Configurable
-from .transformers import Affine, Shift
+from .transformers import Affine, Shift, Transformer
 
 __all__ = ["ACTIVATIONS", "IAF", "MAF", "NICE", "Preset", "RealNVP"]
 
@@ -67,6 +68,50 @@ def vector_features(event_shape: ShapeLike, preset: str) -> int:
     return shape[0]
 
 
+def coupling_layers(
+    features: int,
+    transformer: Callable[[], Transformer],
+    context_shape: ShapeLike | None,
+    layers: int,
+    hidden: Sequence[int],
+    activation: str,
+    residual: bool,
+    normalization: Normalization,
+    mask: Literal["half", "alternate"],
+) -> list[Bijection]:
+    """``layers`` coupling layers whose masks flip at every layer, each after an optional normalization layer."""
+    act = activation_factory(activation)
+    parts: list[Bijection] = []
+    for i in range(layers):
+        parts += normalization_layer(normalization, features)
+        flip = i % 2 == 1 and features > 1
+        parts.append(Coupling(features, transformer(), mask, flip, context_shape, hidden, act, residual))
+    return parts
+
+
+def autoregressive_layers(
+    features: int,
+    transformer: Callable[[], Transformer],
+    context_shape: ShapeLike | None,
+    layers: int,
+    hidden: Sequence[int],
+    activation: str,
+    residual: bool,
+    normalization: Normalization,
+    inverse: bool,
+) -> list[Bijection]:
+    """``layers`` masked autoregressive layers (inverted when ``inverse``) whose order reverses at every layer,
+    each after an optional normalization layer."""
+    act = activation_factory(activation)
+    parts: list[Bijection] = []
+    for i in range(layers):
+        parts += normalization_layer(normalization, features)
+        order = list(range(features)) if i % 2 == 0 else list(reversed(range(features)))
+        layer = MaskedAutoregressive(features, transformer(), order, context_shape, hidden, act, residual)
+        parts.append(Invert(layer) if inverse else layer)
+    return parts
+
+
 class Preset(Configurable, Compose):
     """A named architecture whose constructor arguments are its saved :attr:`config`."""
 
@@ -97,11 +142,7 @@ class NICE(Preset):
         mask: Literal["half", "alternate"] = "half",
     ) -> None:
         features = vector_features(event_shape, "NICE")
-        act = activation_factory(activation)
-        parts: list[Bijection] = [
-            Coupling(features, Shift(), mask, i % 2 == 1 and features > 1, context_shape, hidden, act)
-            for i in range(layers)
-        ]
+        parts = coupling_layers(features, Shift, context_shape, layers, hidden, activation, False, None, mask)
         super().__init__([*parts, ElementwiseAffine(features)])
 
 
@@ -144,13 +185,12 @@ class RealNVP(Preset):
         log_scale_bound: float = 3.0,
     ) -> None:
         features = vector_features(event_shape, "RealNVP")
-        act = activation_factory(activation)
-        parts: list[Bijection] = []
-        for i in range(layers):
-            parts += normalization_layer(normalization, features)
-            flip = i % 2 == 1 and features > 1
-            parts.append(Coupling(features, Affine(log_scale_bound), mask, flip, context_shape, hidden, act, residual))
-        super().__init__(parts)
+        transformer = partial(Affine, log_scale_bound)
+        super().__init__(
+            coupling_layers(
+                features, transformer, context_shape, layers, hidden, activation, residual, normalization, mask
+            )
+        )
 
 
 class MAF(Preset):
@@ -184,14 +224,20 @@ class MAF(Preset):
         log_scale_bound: float = 3.0,
     ) -> None:
         features = vector_features(event_shape, type(self).__name__)
-        act = activation_factory(activation)
-        parts: list[Bijection] = []
-        for i in range(layers):
-            parts += normalization_layer(normalization, features)
-            order = list(range(features)) if i % 2 == 0 else list(reversed(range(features)))
-            layer = MaskedAutoregressive(features, Affine(log_scale_bound), order, context_shape, hidden, act, residual)
-            parts.append(Invert(layer) if self.inverse_layers else layer)
-        super().__init__(parts)
+        transformer = partial(Affine, log_scale_bound)
+        super().__init__(
+            autoregressive_layers(
+                features,
+                transformer,
+                context_shape,
+                layers,
+                hidden,
+                activation,
+                residual,
+                normalization,
+                self.inverse_layers,
+            )
+        )
 
 
 class IAF(MAF):
