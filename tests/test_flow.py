@@ -93,6 +93,7 @@ def test_sample_and_log_prob_agrees_with_log_prob(preset: type[Preset], conditio
     """The log-densities returned with samples equal ``log_prob`` of those samples (one is computed in the
     sampling direction, the other in the density direction, so this checks the two against each other)."""
     flow = perturb(small_flow(preset, C if conditional else None).double())
+    flow.standardization.fit(3.0 + 2.0 * torch.randn(50, D, dtype=torch.float64))  # a non-trivial standardization
     context = torch.randn(M, C, dtype=torch.float64) if conditional else None
     x, log_prob = flow.sample_and_log_prob(100, context)
     torch.testing.assert_close(flow.log_prob(x, context), log_prob, rtol=1e-10, atol=1e-10)
