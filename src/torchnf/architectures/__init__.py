@@ -1,0 +1,11 @@
+"""Presets: named architectures composed from the parts in :mod:`torchnf.bijections`.
+
+Each preset is a :class:`~torchnf.bijections.Compose` whose constructor arguments are plain values (ints, floats,
+strings, tuples), recorded in :attr:`Preset.config`, so a model can be rebuilt from its config alone. Every
+preset is registered by class name in :attr:`Preset.registry`.
+"""
+
+from .affine import IAF, MAF, NICE, RealNVP
+from .base import ACTIVATIONS, Preset
+
+__all__ = ["ACTIVATIONS", "IAF", "MAF", "NICE", "Preset", "RealNVP"]
