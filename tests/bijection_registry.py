@@ -18,7 +18,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from torchnf import IAF, MAF, NICE, Preset, RealNVP
+from torchnf import (
+    IAF,
+    MAF,
+    NICE,
+    UMNNMAF,
+    CouplingLRS,
+    CouplingNAF,
+    CouplingRQNSF,
+    InverseAutoregressiveRQNSF,
+    MaskedAutoregressiveLRS,
+    MaskedAutoregressiveNAF,
+    MaskedAutoregressiveRQNSF,
+    Preset,
+    RealNVP,
+)
 from torchnf.bijections import (
     ActNorm,
     BatchNorm,
@@ -33,7 +47,15 @@ from torchnf.bijections import (
     Reverse,
     Standardization,
 )
-from torchnf.transformers import Affine, Shift
+from torchnf.transformers import (
+    UMNN,
+    Affine,
+    DeepDenseSigmoid,
+    DeepSigmoid,
+    LinearRationalSpline,
+    RationalQuadraticSpline,
+    Shift,
+)
 
 __all__ = ["CONTEXT_SHAPE", "EXACT", "REGISTRY", "Case", "ContextShape", "perturb", "random_context", "training_passes"]
 
@@ -53,6 +75,11 @@ MASK = torch.tensor([True, False, False, True, False])
 EXACT = 1e-12
 """Log-det tolerance of bijections whose log-det has a closed form: only float64 rounding separates it from the
 autograd Jacobian's (errors reached are around 1e-15). The 1e-8 default is for numerical inverses and log-dets."""
+ROOT_FINDER = 1e-9
+"""Log-det tolerance of transformers inverted by the shared root finder (its float64 tolerance is 1e-12)."""
+QUADRATURE = 1e-8
+"""Log-det tolerance of UMNN: it reports log g(x), the integrand, which equals the derivative of the Clenshaw-Curtis
+quadrature map up to the quadrature error (about 1e-14 for |x| < 4, 1e-8 at |x| = 12)."""
 PERTURBATION = 0.2
 """Standard deviation of the Gaussian noise added to every parameter."""
 
@@ -115,6 +142,8 @@ class Case:
         volume_preserving: the log-det is identically zero (the suite otherwise checks it is not).
         unused_without_context: parameters that structurally get no gradient in the unconditional build (e.g.
             a MADE first layer whose mask is all zero when ``D = 1``).
+        float32_atol: absolute tolerance of the float32 round trip (stacks of spline or root-found layers lose
+            a few more bits than one affine layer).
     """
 
     name: str
@@ -126,6 +155,7 @@ class Case:
     prepare: Prepare = no_preparation
     volume_preserving: bool = False
     unused_without_context: tuple[str, ...] = ()
+    float32_atol: float = 1e-5
 
     @property
     def context_shapes(self) -> list[ContextShape]:
@@ -156,6 +186,11 @@ def coupling(features: int = D, **options: object) -> Build:
 def autoregressive(features: int = D, **options: object) -> Build:
     """A :class:`MaskedAutoregressive` factory with small hidden widths; ``options`` go to its constructor."""
     return lambda context_shape: MaskedAutoregressive(features, context_shape=context_shape, hidden=HIDDEN, **options)
+
+
+def inverted(build: Build) -> Build:
+    """The factory of the inverse of what ``build`` makes."""
+    return lambda context_shape: Invert(build(context_shape))
 
 
 def preset(cls: type[Preset], **options: object) -> Build:
@@ -249,4 +284,31 @@ REGISTRY: list[Case] = [
     ),
     Case("maf", preset(MAF), (D,), supports_context=True, atol=EXACT, prepare=training_passes(1)),
     Case("iaf", preset(IAF), (D,), supports_context=True, atol=EXACT, prepare=training_passes(1)),
+    # spline transformers (bound 2, so inputs fall both inside the spline and in its identity tails)
+    Case("coupling-rq-spline", coupling(transformer=RationalQuadraticSpline(4, 2.0)), (D,), True, EXACT),
+    Case("made-rq-spline", autoregressive(transformer=RationalQuadraticSpline(4, 2.0)), (D,), True, EXACT),
+    Case("iaf-rq-spline", inverted(autoregressive(transformer=RationalQuadraticSpline(4, 2.0))), (D,), True, EXACT),
+    Case("coupling-lr-spline", coupling(transformer=LinearRationalSpline(4, 2.0)), (D,), True, EXACT),
+    Case("made-lr-spline", autoregressive(transformer=LinearRationalSpline(4, 2.0)), (D,), True, EXACT),
+    # neural transformers: inverses by the shared root finder (float64 tolerance 1e-12 relative)
+    Case("coupling-dsf", coupling(transformer=DeepSigmoid(4)), (D,), True, ROOT_FINDER),
+    Case("made-ddsf", autoregressive(transformer=DeepDenseSigmoid(3, 2)), (D,), True, ROOT_FINDER),
+    Case("iaf-dsf", inverted(autoregressive(transformer=DeepSigmoid(4))), (D,), True, ROOT_FINDER),
+    # UMNN has weights of its own: a fresh transformer per build
+    Case("coupling-umnn", lambda c: coupling(transformer=UMNN(4, (8, 8)))(c), (D,), True, QUADRATURE),
+    Case("made-umnn", lambda c: autoregressive(transformer=UMNN(4, (8, 8)))(c), (D,), True, QUADRATURE),
+    # spline and neural presets
+    *[
+        Case(cls.__name__, preset(cls), (D,), True, atol, prepare=training_passes(1), float32_atol=1e-4)
+        for cls, atol in [
+            (CouplingRQNSF, EXACT),
+            (MaskedAutoregressiveRQNSF, EXACT),
+            (InverseAutoregressiveRQNSF, EXACT),
+            (CouplingLRS, EXACT),
+            (MaskedAutoregressiveLRS, EXACT),
+            (CouplingNAF, ROOT_FINDER),
+            (MaskedAutoregressiveNAF, ROOT_FINDER),
+            (UMNNMAF, QUADRATURE),
+        ]
+    ],
 ]

@@ -2,7 +2,21 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .architectures import IAF, MAF, NICE, Preset, RealNVP
+from .architectures import (
+    IAF,
+    MAF,
+    NICE,
+    UMNNMAF,
+    CouplingLRS,
+    CouplingNAF,
+    CouplingRQNSF,
+    InverseAutoregressiveRQNSF,
+    MaskedAutoregressiveLRS,
+    MaskedAutoregressiveNAF,
+    MaskedAutoregressiveRQNSF,
+    Preset,
+    RealNVP,
+)
 from .bijections import Bijection, Compose, Invert
 from .distributions import DiagonalNormal, StandardNormal
 from .flow import Flow
@@ -18,12 +32,20 @@ __all__ = [
     "IAF",
     "MAF",
     "NICE",
+    "UMNNMAF",
     "Bijection",
     "Compose",
+    "CouplingLRS",
+    "CouplingNAF",
+    "CouplingRQNSF",
     "DiagonalNormal",
     "Flow",
     "History",
+    "InverseAutoregressiveRQNSF",
     "Invert",
+    "MaskedAutoregressiveLRS",
+    "MaskedAutoregressiveNAF",
+    "MaskedAutoregressiveRQNSF",
     "Preset",
     "RealNVP",
     "StandardNormal",

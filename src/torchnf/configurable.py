@@ -2,8 +2,8 @@
 
 A subclass of :class:`Configurable` records the arguments it was constructed with in :attr:`~Configurable.config`
 and is registered by class name in the registry of its family (the first class in its ancestry that declares
-``registry``), so a saved model is rebuilt by looking a name up in a fixed registry and calling it with plain
-values: nothing from a file is ever executed.
+``registry``; private classes, named with a leading underscore, are not registered), so a saved model is rebuilt
+by looking a name up in a fixed registry and calling it with plain values: nothing from a file is ever executed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class Configurable:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "registry" not in cls.__dict__:
+        if "registry" not in cls.__dict__ and not cls.__name__.startswith("_"):
             cls.registry[cls.__name__] = cls
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:

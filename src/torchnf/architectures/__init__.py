@@ -7,5 +7,28 @@ preset is registered by class name in :attr:`Preset.registry`.
 
 from .affine import IAF, MAF, NICE, RealNVP
 from .base import ACTIVATIONS, Preset
+from .neural import UMNNMAF, CouplingNAF, MaskedAutoregressiveNAF
+from .splines import (
+    CouplingLRS,
+    CouplingRQNSF,
+    InverseAutoregressiveRQNSF,
+    MaskedAutoregressiveLRS,
+    MaskedAutoregressiveRQNSF,
+)
 
-__all__ = ["ACTIVATIONS", "IAF", "MAF", "NICE", "Preset", "RealNVP"]
+__all__ = [
+    "ACTIVATIONS",
+    "IAF",
+    "MAF",
+    "NICE",
+    "UMNNMAF",
+    "CouplingLRS",
+    "CouplingNAF",
+    "CouplingRQNSF",
+    "InverseAutoregressiveRQNSF",
+    "MaskedAutoregressiveLRS",
+    "MaskedAutoregressiveNAF",
+    "MaskedAutoregressiveRQNSF",
+    "Preset",
+    "RealNVP",
+]

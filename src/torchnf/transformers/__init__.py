@@ -2,5 +2,17 @@
 
 from .affine import Affine, Shift
 from .base import Transformer
+from .sigmoid import DeepDenseSigmoid, DeepSigmoid
+from .splines import LinearRationalSpline, RationalQuadraticSpline
+from .umnn import UMNN
 
-__all__ = ["Affine", "Shift", "Transformer"]
+__all__ = [
+    "UMNN",
+    "Affine",
+    "DeepDenseSigmoid",
+    "DeepSigmoid",
+    "LinearRationalSpline",
+    "RationalQuadraticSpline",
+    "Shift",
+    "Transformer",
+]
