@@ -14,7 +14,7 @@ Tolerances (float64 unless noted):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -38,16 +38,6 @@ SIGMOIDAL = [name for name in NAMES if name != "umnn"]
 EXACT_LOGDET = 1e-9
 UMNN_LOGDET = 1e-8
 ROUND_TRIP = {"rtol": 1e-10, "atol": 1e-10}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """These tensors are tiny: intra-op threads only add synchronization, which on a loaded machine (more busy
-    threads than cores) makes the many small calls of the root finder over ten times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make(name: str, dtype: torch.dtype = torch.float64, seed: int = 0, fresh: bool = False) -> Transformer:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -16,16 +16,6 @@ DTYPES = [torch.float32, torch.float64]
 ACCURACY = {torch.float32: 1e-5, torch.float64: 1e-12}
 """Relative-or-absolute error ``|x - x_true| <= tol * (1 + |x_true|)`` required of the solution: about a hundred
 float32 epsilons, and float64 near the default tolerance (a final Newton step usually leaves it far below)."""
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """These tensors are tiny: intra-op threads only add synchronization, which on a loaded machine (more busy
-    threads than cores) makes the many small calls of the root finder over ten times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def log_sinh_slope(x: Tensor) -> Tensor:
