@@ -8,10 +8,11 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _one_thread() -> Iterator[None]:
-    """The tests' tensors are tiny: intra-op threads only add synchronization, which on a loaded machine (more busy
-    threads than cores) makes many small calls, such as the root finder's, over ten times slower."""
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for a module of many tiny calls (the root finder's): threads only add synchronization
+    there, which on a loaded machine (more busy threads than cores) makes them over ten times slower. Modules that
+    fit real models keep torch's default, which is faster on an idle machine."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

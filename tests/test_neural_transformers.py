@@ -27,6 +27,8 @@ from torchnf.transformers.base import Transformer
 from torchnf.transformers.sigmoid import DeepDenseSigmoid, DeepSigmoid
 from torchnf.transformers.umnn import UMNN, clenshaw_curtis
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FACTORIES: dict[str, Callable[[], Transformer]] = {
     "dsf": lambda: DeepSigmoid(4),
     "ddsf": lambda: DeepDenseSigmoid(3, 2),

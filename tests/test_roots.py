@@ -12,6 +12,8 @@ from torch.testing import assert_close
 
 from torchnf.roots import default_tolerance, monotone_inverse
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 DTYPES = [torch.float32, torch.float64]
 ACCURACY = {torch.float32: 1e-5, torch.float64: 1e-12}
 """Relative-or-absolute error ``|x - x_true| <= tol * (1 + |x_true|)`` required of the solution: about a hundred
