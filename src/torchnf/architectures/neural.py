@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import ClassVar
 
 from ..bijections.base import ShapeLike
 from ..transformers import UMNN, DeepDenseSigmoid, DeepSigmoid, Transformer
-from .base import Normalization, Preset, activation_factory, autoregressive_layers, coupling_layers, vector_features
+from .base import Normalization, Preset, autoregressive_layers, coupling_layers, vector_features
 
 __all__ = ["UMNNMAF", "CouplingNAF", "MaskedAutoregressiveNAF"]
 
@@ -22,22 +23,24 @@ def _sigmoid_transformer(sigmoid_units: int, sigmoid_layers: int) -> Callable[[]
     return partial(DeepDenseSigmoid, sigmoid_units, sigmoid_layers)
 
 
-class CouplingNAF(Preset):
-    r"""Neural autoregressive flow transformers in coupling layers (Huang et al. 2018, *Neural autoregressive
-    flows*): each transformed dimension goes through a deep sigmoidal (``sigmoid_layers=1``) or deep dense sigmoidal
-    flow whose parameters come from the kept half.
+class _SigmoidalFlow(Preset):
+    r"""Layers whose transformers are deep sigmoidal (``sigmoid_layers=1``) or deep dense sigmoidal flows (Huang
+    et al. 2018, *Neural autoregressive flows*): coupling layers, or masked autoregressive ones when
+    :attr:`autoregressive`.
 
     Args:
         event_shape: the number of dimensions.
         context_shape: shape of a context, or ``None``.
-        layers: number of coupling layers.
-        hidden: hidden widths of each coupling network.
+        layers: number of layers.
+        hidden: hidden widths of each conditioner network.
         sigmoid_units: sigmoid units per transformer layer.
         sigmoid_layers: 1 for DSF, more for DDSF.
         activation: name of the nonlinearity of the conditioner networks.
-        residual: use residual blocks in the coupling networks.
+        residual: use residual blocks in the conditioner networks.
         normalization: ``"actnorm"``, ``"batchnorm"`` or ``None``, before each layer.
     """
+
+    autoregressive: ClassVar[bool]
 
     def __init__(
         self,
@@ -52,39 +55,27 @@ class CouplingNAF(Preset):
         residual: bool = False,
         normalization: Normalization = "actnorm",
     ) -> None:
-        features = vector_features(event_shape, "CouplingNAF")
+        features = vector_features(event_shape, type(self).__name__)
         transformer = _sigmoid_transformer(sigmoid_units, sigmoid_layers)
-        super().__init__(
-            coupling_layers(
-                features, transformer, context_shape, layers, hidden, activation, residual, normalization, "half"
-            )
-        )
+        options = (context_shape, layers, hidden, activation, residual, normalization)
+        if self.autoregressive:
+            super().__init__(autoregressive_layers(features, transformer, *options, False))
+        else:
+            super().__init__(coupling_layers(features, transformer, *options, "half"))
 
 
-class MaskedAutoregressiveNAF(Preset):
-    r"""Neural autoregressive flow (Huang et al. 2018): masked autoregressive layers whose transformers are deep
-    sigmoidal (``sigmoid_layers=1``) or deep dense sigmoidal flows. Arguments as in :class:`CouplingNAF`."""
+class CouplingNAF(_SigmoidalFlow):
+    """Neural autoregressive flow transformers in coupling layers, conditioned on the kept half. Arguments as in
+    :class:`_SigmoidalFlow`."""
 
-    def __init__(
-        self,
-        event_shape: ShapeLike,
-        context_shape: ShapeLike | None = None,
-        *,
-        layers: int = 3,
-        hidden: Sequence[int] = (128, 128),
-        sigmoid_units: int = 8,
-        sigmoid_layers: int = 1,
-        activation: str = "relu",
-        residual: bool = False,
-        normalization: Normalization = "actnorm",
-    ) -> None:
-        features = vector_features(event_shape, "MaskedAutoregressiveNAF")
-        transformer = _sigmoid_transformer(sigmoid_units, sigmoid_layers)
-        super().__init__(
-            autoregressive_layers(
-                features, transformer, context_shape, layers, hidden, activation, residual, normalization, False
-            )
-        )
+    autoregressive = False
+
+
+class MaskedAutoregressiveNAF(_SigmoidalFlow):
+    """Neural autoregressive flow (Huang et al. 2018): masked autoregressive layers with deep sigmoidal
+    transformers. Arguments as in :class:`_SigmoidalFlow`."""
+
+    autoregressive = True
 
 
 class UMNNMAF(Preset):
@@ -120,7 +111,6 @@ class UMNNMAF(Preset):
         normalization: Normalization = "actnorm",
     ) -> None:
         features = vector_features(event_shape, "UMNNMAF")
-        activation_factory(activation)  # refuse an unknown name before building anything
         transformer = partial(UMNN, embedding, tuple(integrand_hidden), nodes)
         super().__init__(
             autoregressive_layers(
