@@ -22,6 +22,7 @@ from torchnf import (
     IAF,
     MAF,
     NICE,
+    SINF,
     UMNNMAF,
     CouplingLRS,
     CouplingNAF,
@@ -40,11 +41,13 @@ from torchnf.bijections import (
     Compose,
     Coupling,
     ElementwiseAffine,
+    ElementwiseSpline,
     Invert,
     LULinear,
     MaskedAutoregressive,
     Permutation,
     Reverse,
+    SlicedTransform,
     Standardization,
 )
 from torchnf.transformers import (
@@ -120,6 +123,16 @@ def training_passes(n: int, batch: int = 64) -> Prepare:
         bijection.eval()
 
     return prepare
+
+
+def random_directions(bijection: Bijection, context_shape: ContextShape) -> None:
+    """Give every :class:`SlicedTransform` random orthonormal directions (a new one uses coordinate axes)."""
+    generator = torch.Generator().manual_seed(1)
+    for layer in bijection.modules():
+        if isinstance(layer, SlicedTransform):
+            features, k = layer.directions.shape
+            q = torch.linalg.qr(torch.randn(features, features, generator=generator, dtype=torch.float64)).Q
+            layer.set_directions(q[:, :k].to(layer.directions))
 
 
 def fitted_standardization(bijection: Bijection, context_shape: ContextShape) -> None:
@@ -297,6 +310,11 @@ REGISTRY: list[Case] = [
     # UMNN has weights of its own: a fresh transformer per build
     Case("coupling-umnn", lambda c: coupling(transformer=UMNN(4, (8, 8)))(c), (D,), True, QUADRATURE),
     Case("made-umnn", lambda c: autoregressive(transformer=UMNN(4, (8, 8)))(c), (D,), True, QUADRATURE),
+    # free-knot splines and sliced layers (SINF's parts), with random knots and directions
+    Case("elementwise-spline", lambda c: ElementwiseSpline(D, 6), (D,), atol=EXACT),
+    Case("sliced-full", lambda c: SlicedTransform(D, D, 6), (D,), atol=EXACT, prepare=random_directions),
+    Case("sliced-partial", lambda c: SlicedTransform(D, 2, 6), (D,), atol=EXACT, prepare=random_directions),
+    Case("SINF", lambda c: SINF(D, layers=3, knots=6), (D,), atol=EXACT, prepare=random_directions),
     # spline and neural presets
     *[
         Case(cls.__name__, preset(cls), (D,), True, atol, prepare=training_passes(1), float32_atol=1e-4)

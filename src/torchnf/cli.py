@@ -75,6 +75,13 @@ def cli() -> None:
 @click.option("--layers", type=click.IntRange(min=1), help="Number of layers of the preset.")
 @click.option("--hidden", help="Hidden layer widths, e.g. 128,128.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any other preset argument (JSON value).")
+@click.option(
+    "--method",
+    type=click.Choice(["auto", "greedy", "gradient"]),
+    default="auto",
+    show_default=True,
+    help="Greedy layer-by-layer fitting (SINF), gradient descent, or auto: greedy where the preset supports it.",
+)
 @click.option("--steps", type=click.IntRange(min=1), help="Maximum optimizer steps [default: up to 5000].")
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum passes over the data.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
@@ -94,6 +101,7 @@ def fit(
     layers: int | None,
     hidden: str | None,
     settings: tuple[str, ...],
+    method: str,
     steps: int | None,
     epochs: int | None,
     batch_size: int,
@@ -117,6 +125,7 @@ def fit(
     flow = Flow(preset).to(torch.float64 if float64 else torch.float32)
     history = flow.fit(
         table.values,
+        method=method,
         steps=steps,
         epochs=epochs,
         batch_size=batch_size,
@@ -200,7 +209,7 @@ def info(model: Path, as_json: bool) -> None:
         lines.append(f"{key}: {value}")
     if flow.history is not None and flow.history.step:
         h = flow.history
-        lines.append(f"training: {h.step[-1]} steps, {h.stop_reason}; kept step {h.best_step}")
+        lines.append(f"training: {h.step[-1]} {h.unit}s, {h.stop_reason}; kept {h.unit} {h.best_step}")
         if h.val_loss:
             lines.append(f"best validation loss: {h.best_val_loss:.4f} nats per point")
     click.echo("\n".join(lines))

@@ -40,6 +40,7 @@ class History:
         skipped_steps: steps skipped because the loss or the gradient was not finite.
         rollbacks: steps at which repeated non-finite losses restored the last good weights and halved the rate.
         stop_reason: why training ended.
+        unit: what ``step`` counts: ``"step"`` (optimizer steps) or ``"layer"`` (layers of a greedy fit).
     """
 
     step: list[int] = field(default_factory=list)
@@ -50,6 +51,7 @@ class History:
     skipped_steps: int = 0
     rollbacks: list[int] = field(default_factory=list)
     stop_reason: str = ""
+    unit: str = "step"
 
     @property
     def best_val_loss(self) -> float:

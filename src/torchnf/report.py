@@ -189,9 +189,9 @@ def _metrics(flow: Flow, points: np.ndarray, log_prob: np.ndarray, history: Hist
     if history is not None:
         rollbacks = f"{len(history.rollbacks)}" + (f" (at steps {history.rollbacks})" if history.rollbacks else "")
         rows += [
-            ("steps trained", str(history.step[-1]) if history.step else "0"),
+            (f"{history.unit}s trained", str(history.step[-1]) if history.step else "0"),
             ("stop reason", history.stop_reason or "(none recorded)"),
-            ("best step", str(history.best_step)),
+            (f"best {history.unit}", str(history.best_step)),
             *([("best validation loss (nats per point)", f"{history.best_val_loss:.4f}")] if history.val_loss else []),
             ("skipped steps", str(history.skipped_steps)),
             ("rollbacks", rollbacks),
@@ -262,10 +262,11 @@ def _plot_training(history: History, path: Path) -> Path:
     if history.val_loss:
         ax.plot(history.step[: len(history.val_loss)], history.val_loss, label="validation", **style)
     if history.best_step > 0:
-        ax.axvline(history.best_step, color="gray", linestyle="--", linewidth=1, label=f"best step {history.best_step}")
+        label = f"best {history.unit} {history.best_step}"
+        ax.axvline(history.best_step, color="gray", linestyle="--", linewidth=1, label=label)
     for i, step in enumerate(history.rollbacks):
         ax.axvline(step, color="tab:red", linestyle=":", linewidth=1, label="rollback" if i == 0 else None)
-    ax.set(title="Training curves", xlabel="step", ylabel="negative log-likelihood (nats/point)")
+    ax.set(title="Training curves", xlabel=history.unit, ylabel="negative log-likelihood (nats/point)")
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path)

@@ -8,18 +8,21 @@ shared loop :func:`torchnf.optimization.optimize`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor
 
 from .bijections.normalization import ActNorm
+from .distributions import StandardNormal
 from .optimization import History, OptimizerSpec, ScheduleSpec, check_positive_ints, check_settings, optimize
 
 if TYPE_CHECKING:
     from .flow import Flow
 
-__all__ = ["History", "evaluate", "fit"]
+__all__ = ["FitMethod", "History", "evaluate", "fit"]
+
+FitMethod = Literal["auto", "greedy", "gradient"]
 
 
 def _check_rows(flow: Flow, x: Any, context: Any, name: str, context_name: str) -> tuple[Tensor, Tensor | None]:
@@ -99,6 +102,7 @@ def fit(
     max_nonfinite: int = 10,
     seed: int | None = None,
     progress: bool | None = None,
+    method: FitMethod = "auto",
 ) -> History:
     """Fit ``flow`` to data ``x`` (and ``context``) by maximum likelihood.
 
@@ -131,11 +135,17 @@ def fit(
             restore the last good weights and halve the learning rate; after three such rollbacks, stop.
         seed: seed for the validation split and the minibatch order.
         progress: show a progress bar (``None``: only when the output is a terminal).
+        method: ``"gradient"`` (minibatch gradient descent on the negative log-likelihood), ``"greedy"`` (a
+            bijection that is built layer by layer, such as :class:`~torchnf.architectures.SINF`, grows its layers
+            with its own ``fit_greedy``, stopping on the validation data; the gradient options do not apply), or
+            ``"auto"``: greedy when the bijection supports it, gradient otherwise. ``"gradient"`` fine-tunes a
+            greedily fitted flow.
 
     Returns:
         The :class:`History` of losses and events, also kept in ``flow.history``.
     """
     x, context = _check_rows(flow, x, context, "x", "context")
+    greedy = _greedy(flow, method, steps, epochs)
     if not 0 <= validation_fraction < 1:
         raise ValueError(f"validation_fraction must lie in [0, 1), got {validation_fraction}")
     check_positive_ints(steps=steps, epochs=epochs, batch_size=batch_size, eval_every=eval_every)
@@ -149,6 +159,9 @@ def fit(
         x_train, c_train = x, context
     else:
         x_train, c_train, x_val, c_val = _split(x, context, validation_fraction, generator)
+
+    if greedy:
+        return _fit_greedy(flow, x_train, x_val, standardize, generator, progress)
 
     n_train = x_train.shape[0]
     batch_size = min(batch_size, n_train)
@@ -180,6 +193,52 @@ def fit(
         progress=progress,
     )
     return flow.history
+
+
+def _greedy(flow: Flow, method: str, steps: int | None, epochs: int | None) -> bool:
+    """Whether ``method`` means greedy fitting for this flow; refuse combinations that cannot work."""
+    if method not in ("auto", "greedy", "gradient"):
+        raise ValueError(f"unknown method {method!r}; expected 'auto', 'greedy' or 'gradient'")
+    supported = callable(getattr(flow.bijection, "fit_greedy", None))
+    name = type(flow.bijection).__name__
+    if method == "greedy" and not supported:
+        raise ValueError(f"method='greedy' needs a bijection with fit_greedy (such as SINF); {name} has none")
+    greedy = method == "greedy" or (method == "auto" and supported)
+    if greedy:
+        if flow.context_shape is not None:
+            raise ValueError(f"{name} is fitted greedily, which does not support a context")
+        if not isinstance(flow.base, StandardNormal):
+            raise ValueError(f"{name} is fitted greedily towards a StandardNormal base, not {type(flow.base).__name__}")
+        if steps is not None or epochs is not None:
+            raise ValueError(
+                f"steps and epochs count gradient steps, but {name} is fitted greedily (its layer budget is its "
+                "max_layers); pass method='gradient' to fine-tune it by gradient descent"
+            )
+    elif not any(p.requires_grad for p in flow.parameters()):
+        raise ValueError(f"{name} has no trainable parameters yet; fit it with method='greedy' first")
+    return greedy
+
+
+def _fit_greedy(
+    flow: Flow,
+    x: Tensor,
+    validation: Tensor | None,
+    standardize: bool,
+    generator: torch.Generator,
+    progress: bool | None,
+) -> History:
+    """Greedy fitting in the standardized space; the recorded losses are in raw units, like gradient fitting's."""
+    if standardize and not flow.standardization.fitted and x.shape[0] >= 2:
+        flow.standardization.fit(x)
+    x, log_det = flow.standardization(x)
+    validation = None if validation is None else flow.standardization(validation)[0]
+    history = flow.bijection.fit_greedy(x, validation, generator=generator, progress=progress)
+    offset = float(log_det[0])
+    history.train_loss = [loss - offset for loss in history.train_loss]
+    history.val_loss = [loss - offset for loss in history.val_loss]
+    flow.history = history
+    flow.eval()
+    return history
 
 
 @torch.no_grad()

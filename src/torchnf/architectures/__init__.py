@@ -8,6 +8,7 @@ preset is registered by class name in :attr:`Preset.registry`.
 from .affine import IAF, MAF, NICE, RealNVP
 from .base import ACTIVATIONS, Preset
 from .neural import UMNNMAF, CouplingNAF, MaskedAutoregressiveNAF
+from .sinf import SINF
 from .splines import (
     CouplingLRS,
     CouplingRQNSF,
@@ -21,6 +22,7 @@ __all__ = [
     "IAF",
     "MAF",
     "NICE",
+    "SINF",
     "UMNNMAF",
     "CouplingLRS",
     "CouplingNAF",

@@ -5,6 +5,8 @@ from .base import Bijection, Compose, Invert
 from .coupling import Coupling, coupling_mask
 from .linear import ElementwiseAffine, LULinear, Permutation, Reverse
 from .normalization import ActNorm, BatchNorm, Standardization
+from .sliced import SlicedTransform
+from .spline import ElementwiseSpline
 
 __all__ = [
     "ActNorm",
@@ -13,11 +15,13 @@ __all__ = [
     "Compose",
     "Coupling",
     "ElementwiseAffine",
+    "ElementwiseSpline",
     "Invert",
     "LULinear",
     "MaskedAutoregressive",
     "Permutation",
     "Reverse",
+    "SlicedTransform",
     "Standardization",
     "coupling_mask",
 ]

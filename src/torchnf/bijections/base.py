@@ -99,13 +99,23 @@ class Compose(Bijection):
 
     Args:
         bijections: the parts, in the data-to-latent order; each part's ``latent_shape`` must equal the next
-            part's ``event_shape``.
+            part's ``event_shape``. No parts make the identity, whose ``event_shape`` must then be given.
+        event_shape: the shape of one input point; required without parts, checked against the first part.
     """
 
-    def __init__(self, bijections: Iterable[Bijection]) -> None:
+    def __init__(self, bijections: Iterable[Bijection], event_shape: ShapeLike | None = None) -> None:
         parts = list(bijections)
         if not parts:
-            raise ValueError("Compose needs at least one bijection")
+            if event_shape is None:
+                raise ValueError("Compose needs at least one bijection, or an event_shape for the identity")
+            super().__init__(event_shape)
+            self.bijections = nn.ModuleList()
+            return
+        if event_shape is not None and as_shape(event_shape) != parts[0].event_shape:
+            raise ValueError(
+                f"Compose was given event_shape {tuple(as_shape(event_shape))} but its first part expects "
+                f"{tuple(parts[0].event_shape)}"
+            )
         for i, part in enumerate(parts):
             if not isinstance(part, Bijection):
                 raise TypeError(f"Compose part {i} is a {type(part).__name__}, not a Bijection")

@@ -21,10 +21,17 @@ from torch import Tensor
 
 from .base import Transformer
 
-__all__ = ["LinearRationalSpline", "RationalQuadraticSpline"]
+__all__ = [
+    "LinearRationalSpline",
+    "RationalQuadraticSpline",
+    "SplineBin",
+    "locate_bins",
+    "rational_quadratic",
+    "rational_quadratic_inverse",
+]
 
 
-class _Bin(NamedTuple):
+class SplineBin(NamedTuple):
     """The bin each point falls in: its index, end knots ``(x0, y0)``, ``(x1, y1)`` and end derivatives."""
 
     index: Tensor
@@ -39,6 +46,54 @@ class _Bin(NamedTuple):
 def _gather(values: Tensor, index: Tensor) -> Tensor:
     """``values[..., index]`` per point, for ``values`` of shape ``(*shape, n)`` and ``index`` of ``shape``."""
     return values.gather(-1, index.unsqueeze(-1)).squeeze(-1)
+
+
+def locate_bins(v: Tensor, knot_x: Tensor, knot_y: Tensor, derivatives: Tensor, inverse: bool = False) -> SplineBin:
+    """The bin of each ``v`` (a vectorized search among the ``y`` knots if ``inverse``, else the ``x`` knots).
+
+    The knots and derivatives have shape ``(*v.shape, K + 1)`` or a shape that broadcasts to it; points below the
+    first interior knot fall in bin 0 and points above the last in bin ``K - 1``.
+    """
+    knot_x, knot_y, derivatives = (t.expand(*v.shape, t.shape[-1]) for t in (knot_x, knot_y, derivatives))
+    interior = (knot_y if inverse else knot_x)[..., 1:-1]
+    index = (v.unsqueeze(-1) >= interior).sum(-1)
+    return SplineBin(index, *(_gather(t, i) for t in (knot_x, knot_y, derivatives) for i in (index, index + 1)))
+
+
+def _rq_log_derivative(xi: Tensor, slope: Tensor, d0: Tensor, d1: Tensor) -> tuple[Tensor, Tensor]:
+    r"""The denominator :math:`s + \beta\xi(1-\xi)` (written as a sum of positive terms) and ``log dy/dx``."""
+    mix = xi * (1 - xi)
+    denominator = slope * (xi.square() + (1 - xi).square()) + (d0 + d1) * mix
+    numerator = d1 * xi.square() + 2 * slope * mix + d0 * (1 - xi).square()
+    return denominator, 2 * slope.log() + numerator.log() - 2 * denominator.log()
+
+
+def rational_quadratic(x: Tensor, bin_: SplineBin) -> tuple[Tensor, Tensor]:
+    """The rational-quadratic segment of each point's bin at ``x`` (in the bin): ``(y, log dy/dx)``; see
+    :class:`RationalQuadraticSpline` for the formulas."""
+    width, height = bin_.x1 - bin_.x0, bin_.y1 - bin_.y0
+    slope = height / width
+    xi = ((x - bin_.x0) / width).clamp(0, 1)
+    denominator, log_derivative = _rq_log_derivative(xi, slope, bin_.d0, bin_.d1)
+    # y - y_k and y_{k+1} - y, each a product of non-negative terms; the nearer knot is exact at the ends.
+    from_left = height * xi * (slope * xi + bin_.d0 * (1 - xi)) / denominator
+    from_right = height * (1 - xi) * (slope * (1 - xi) + bin_.d1 * xi) / denominator
+    return torch.where(xi <= 0.5, bin_.y0 + from_left, bin_.y1 - from_right), log_derivative
+
+
+def rational_quadratic_inverse(y: Tensor, bin_: SplineBin) -> tuple[Tensor, Tensor]:
+    """The inverse of :func:`rational_quadratic` at ``y`` (in the bin): ``(x, log dx/dy)``."""
+    width, height = bin_.x1 - bin_.x0, bin_.y1 - bin_.y0
+    slope = height / width
+    z = y - bin_.y0
+    beta = bin_.d0 + bin_.d1 - 2 * slope
+    a = height * (slope - bin_.d0) + z * beta
+    b = height * bin_.d0 - z * beta
+    c = -slope * z
+    root = (b.square() - 4 * a * c).clamp_min(0).sqrt()
+    xi = (2 * c / (-b - root)).clamp(0, 1)  # -b - root < 0: if b < 0 then a > 0 (a + b = h s), so root > -b
+    _, log_derivative = _rq_log_derivative(xi, slope, bin_.d0, bin_.d1)
+    return torch.where(xi <= 0.5, bin_.x0 + width * xi, bin_.x1 - width * (1 - xi)), -log_derivative
 
 
 class _Spline(Transformer):
@@ -81,13 +136,6 @@ class _Spline(Transformer):
             F.pad(derivatives, (1, 1), value=1.0),
         )
 
-    def _locate(self, v: Tensor, params: Tensor, inverse: bool) -> _Bin:
-        """The bin of each ``v`` in ``[-B, B]``: searched among the ``y`` knots if ``inverse``, else the ``x`` knots."""
-        knot_x, knot_y, derivatives = self.knots(params)
-        interior = (knot_y if inverse else knot_x)[..., 1:-1]
-        index = (v.unsqueeze(-1) >= interior).sum(-1).clamp(0, self.bins - 1)
-        return _Bin(index, *(_gather(t, i) for t in (knot_x, knot_y, derivatives) for i in (index, index + 1)))
-
     def _map(self, v: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         if params.shape != (*v.shape, self.n_params):
             raise ValueError(f"params must have shape {(*v.shape, self.n_params)}, got {tuple(params.shape)}")
@@ -95,7 +143,7 @@ class _Spline(Transformer):
         # the branch that torch.where discards.
         inside = (v >= -self.bound) & (v <= self.bound)
         clamped = v.clamp(-self.bound, self.bound)
-        bin_ = self._locate(clamped, params, inverse)
+        bin_ = locate_bins(clamped, *self.knots(params), inverse=inverse)
         spline = self._spline_inverse if inverse else self._spline_forward
         out, log_derivative = spline(clamped, bin_, params)
         return torch.where(inside, out, v), torch.where(inside, log_derivative, torch.zeros_like(v))
@@ -106,10 +154,10 @@ class _Spline(Transformer):
     def inverse(self, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         return self._map(y, params, inverse=True)
 
-    def _spline_forward(self, x: Tensor, bin_: _Bin, params: Tensor) -> tuple[Tensor, Tensor]:
+    def _spline_forward(self, x: Tensor, bin_: SplineBin, params: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
-    def _spline_inverse(self, y: Tensor, bin_: _Bin, params: Tensor) -> tuple[Tensor, Tensor]:
+    def _spline_inverse(self, y: Tensor, bin_: SplineBin, params: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
     def extra_repr(self) -> str:
@@ -155,36 +203,11 @@ class RationalQuadraticSpline(_Spline):
     ) -> None:
         super().__init__(bins, bound, min_width, min_height, min_derivative)
 
-    @staticmethod
-    def _log_derivative(xi: Tensor, slope: Tensor, d0: Tensor, d1: Tensor) -> tuple[Tensor, Tensor]:
-        r"""The denominator :math:`s + \beta\xi(1-\xi)` (written as a sum of positive terms) and ``log dy/dx``."""
-        mix = xi * (1 - xi)
-        denominator = slope * (xi.square() + (1 - xi).square()) + (d0 + d1) * mix
-        numerator = d1 * xi.square() + 2 * slope * mix + d0 * (1 - xi).square()
-        return denominator, 2 * slope.log() + numerator.log() - 2 * denominator.log()
+    def _spline_forward(self, x: Tensor, bin_: SplineBin, params: Tensor) -> tuple[Tensor, Tensor]:
+        return rational_quadratic(x, bin_)
 
-    def _spline_forward(self, x: Tensor, bin_: _Bin, params: Tensor) -> tuple[Tensor, Tensor]:
-        width, height = bin_.x1 - bin_.x0, bin_.y1 - bin_.y0
-        slope = height / width
-        xi = ((x - bin_.x0) / width).clamp(0, 1)
-        denominator, log_derivative = self._log_derivative(xi, slope, bin_.d0, bin_.d1)
-        # y - y_k and y_{k+1} - y, each a product of non-negative terms; the nearer knot is exact at the ends.
-        from_left = height * xi * (slope * xi + bin_.d0 * (1 - xi)) / denominator
-        from_right = height * (1 - xi) * (slope * (1 - xi) + bin_.d1 * xi) / denominator
-        return torch.where(xi <= 0.5, bin_.y0 + from_left, bin_.y1 - from_right), log_derivative
-
-    def _spline_inverse(self, y: Tensor, bin_: _Bin, params: Tensor) -> tuple[Tensor, Tensor]:
-        width, height = bin_.x1 - bin_.x0, bin_.y1 - bin_.y0
-        slope = height / width
-        z = y - bin_.y0
-        beta = bin_.d0 + bin_.d1 - 2 * slope
-        a = height * (slope - bin_.d0) + z * beta
-        b = height * bin_.d0 - z * beta
-        c = -slope * z
-        root = (b.square() - 4 * a * c).clamp_min(0).sqrt()
-        xi = (2 * c / (-b - root)).clamp(0, 1)  # -b - root < 0: if b < 0 then a > 0 (a + b = h s), so root > -b
-        _, log_derivative = self._log_derivative(xi, slope, bin_.d0, bin_.d1)
-        return torch.where(xi <= 0.5, bin_.x0 + width * xi, bin_.x1 - width * (1 - xi)), -log_derivative
+    def _spline_inverse(self, y: Tensor, bin_: SplineBin, params: Tensor) -> tuple[Tensor, Tensor]:
+        return rational_quadratic_inverse(y, bin_)
 
 
 class LinearRationalSpline(_Spline):
@@ -246,7 +269,7 @@ class LinearRationalSpline(_Spline):
             raise ValueError(f"min_lambda must lie in (0, 0.5), got {min_lambda!r}")
         self.min_lambda = float(min_lambda)
 
-    def _pieces(self, bin_: _Bin, params: Tensor) -> tuple[Tensor, ...]:
+    def _pieces(self, bin_: SplineBin, params: Tensor) -> tuple[Tensor, ...]:
         """Per point: ``lambda``, the weights ``w_k``, ``w_m``, ``w_{k+1}`` and the rises ``y_m - y_k``,
         ``y_{k+1} - y_m`` (each computed as a product of positive terms, without cancellation)."""
         raw_lambda = _gather(params[..., 3 * self.bins - 1 :], bin_.index)
@@ -258,7 +281,7 @@ class LinearRationalSpline(_Spline):
         total = (1 - lam) * w0 + lam * w1
         return lam, w0, wm, w1, lam * w1 * height / total, (1 - lam) * w0 * height / total
 
-    def _spline_forward(self, x: Tensor, bin_: _Bin, params: Tensor) -> tuple[Tensor, Tensor]:
+    def _spline_forward(self, x: Tensor, bin_: SplineBin, params: Tensor) -> tuple[Tensor, Tensor]:
         lam, w0, wm, w1, rise0, rise1 = self._pieces(bin_, params)
         width = bin_.x1 - bin_.x0
         phi = ((x - bin_.x0) / width).clamp(0, 1)
@@ -276,7 +299,7 @@ class LinearRationalSpline(_Spline):
         )
         return y, log_derivative - width.log()
 
-    def _spline_inverse(self, y: Tensor, bin_: _Bin, params: Tensor) -> tuple[Tensor, Tensor]:
+    def _spline_inverse(self, y: Tensor, bin_: SplineBin, params: Tensor) -> tuple[Tensor, Tensor]:
         lam, w0, wm, w1, rise0, rise1 = self._pieces(bin_, params)
         width = bin_.x1 - bin_.x0
         first = y <= bin_.y0 + rise0
