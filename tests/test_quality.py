@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from torchnf import IAF, MAF, Flow, Preset, RealNVP
+from torchnf import IAF, MAF, UMNNMAF, CouplingNAF, Flow, MaskedAutoregressiveNAF, Preset, RealNVP
 from torchnf.baselines import GaussianBaseline
 from torchnf.datasets import two_moons as make_two_moons
 
@@ -56,6 +56,10 @@ def held_out_log_likelihood(flow: Flow, data: TwoMoons) -> float:
         # measured with seeds 0-4: gains of 1.39-1.51 nats at 750 steps, but as little as 1.25 at 500
         pytest.param(RealNVP, 750, id="RealNVP"),
         pytest.param(MAF, 750, id="MAF"),
+        # the neural transformers, slower per step (slow tests)
+        pytest.param(CouplingNAF, 750, id="CouplingNAF", marks=pytest.mark.slow),
+        pytest.param(MaskedAutoregressiveNAF, 750, id="MaskedAutoregressiveNAF", marks=pytest.mark.slow),
+        pytest.param(UMNNMAF, 750, id="UMNNMAF", marks=pytest.mark.slow),
     ],
 )
 def test_flow_beats_a_gaussian_on_two_moons(two_moons: TwoMoons, preset: type[Preset], steps: int) -> None:

@@ -3,7 +3,7 @@
 Each fit uses SINF's defaults and seed 0; the comparison is the mean held-out log-likelihood (nats per point)
 against a full-covariance Gaussian fitted to the same training data. The 2-D sets have 4,800 training, 600
 validation and 600 test points; digits has the split of :func:`torchnf.datasets.load`. The margins sit well below
-the gains measured when they were set (checkerboard 0.72, two moons 1.33, digits 14.8 nats), so that they catch a
+the gains measured when they were set (checkerboard 0.72, two moons 1.33, digits 13.9 nats), so that they catch a
 broken fit rather than noise.
 """
 

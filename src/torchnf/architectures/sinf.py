@@ -45,7 +45,8 @@ class SINF(Preset):
         event_shape: the number of dimensions :math:`D`.
         context_shape: must be ``None`` (accepted for a uniform preset signature): SINF is unconditional.
         layers: the number of layers (0 for a new model; :meth:`fit_greedy` adds layers and updates it).
-        directions: directions per layer, :math:`K \le D` (default :math:`D`: a full rotation).
+        directions: directions per layer, :math:`K \le D` (default :math:`\min(D, 16)`: a full rotation for up
+            to 16 dimensions; fewer, better chosen directions per layer overfit less on small high-dimensional sets).
         knots: spline knots per direction.
         max_layers: the most layers :meth:`fit_greedy` grows the stack to.
         patience: layers without a better validation log-likelihood before :meth:`fit_greedy` stops.
@@ -81,7 +82,7 @@ class SINF(Preset):
         features = vector_features(event_shape, "SINF")
         if context_shape is not None:
             raise ValueError("SINF is unconditional: it takes no context_shape")
-        directions = features if directions is None else directions
+        directions = min(features, 16) if directions is None else directions
         if isinstance(directions, bool) or not isinstance(directions, int) or not 1 <= directions <= features:
             raise ValueError(f"directions must be an integer in [1, {features}], got {directions!r}")
         if isinstance(layers, bool) or not isinstance(layers, int) or layers < 0:
