@@ -212,7 +212,8 @@ def _greedy(flow: Flow, method: str, steps: int | None, epochs: int | None) -> b
         if steps is not None or epochs is not None:
             raise ValueError(
                 f"steps and epochs count gradient steps, but {name} is fitted greedily (its layer budget is its "
-                "max_layers); pass method='gradient' to fine-tune it by gradient descent"
+                "max_layers); to fine-tune it by gradient descent, pass method='gradient' (command line: --method "
+                "gradient)"
             )
     elif not any(p.requires_grad for p in flow.parameters()):
         raise ValueError(f"{name} has no trainable parameters yet; fit it with method='greedy' first")
