@@ -56,13 +56,12 @@ class SINF(Preset):
         search_points: the most points the direction search uses (a random subset).
 
     Example:
-        >>> import torch
         >>> from torchnf import SINF, Flow
-        >>> x = torch.randn(500, 2) * torch.tensor([1.0, 0.1])
+        >>> from torchnf.datasets import two_moons
         >>> flow = Flow(SINF(2, max_layers=3))
-        >>> history = flow.fit(x, seed=0)
-        >>> len(flow.bijection), history.unit
-        (3, 'layer')
+        >>> history = flow.fit(two_moons(1000), seed=0)
+        >>> history.unit, len(flow.bijection)
+        ('layer', 3)
     """
 
     def __init__(
