@@ -8,8 +8,9 @@ only on the inputs that come earlier in the order:
     z_i = \tau\big(x_i;\ \theta_i(x_{<_\pi i}, c)\big), \qquad \log|\det J| = \sum_i \log \tau'(x_i;\ \theta_i).
 
 All :math:`\theta_i` come from one MADE pass (:class:`~torchnf.nn.MADE`), so the data-to-latent direction (the
-density) costs one pass; the latent-to-data direction (sampling) needs :math:`D` sequential passes. Wrap the
-layer in :class:`~torchnf.bijections.Invert` for the opposite trade-off (IAF).
+density) costs one pass; the latent-to-data direction (sampling) needs :math:`D` sequential steps, each of which
+computes only the one dimension it inverts (see :meth:`MaskedAutoregressive.inverse`). Wrap the layer in
+:class:`~torchnf.bijections.Invert` for the opposite trade-off (IAF).
 """
 
 from __future__ import annotations
@@ -77,9 +78,18 @@ class MaskedAutoregressive(Bijection):
         return z, log_diag.sum(-1)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        # After pass k the first k dimensions in the order are exact; the last pass's parameters depend only on
-        # the first D - 1, so they equal the parameters at the exact x and its log-det is exact as well.
-        x = torch.zeros_like(z)
-        for _ in range(self.event_shape[0]):
-            x, log_diag = self.transformer.inverse(z, self._params(x, context))
-        return x, log_diag.sum(-1)
+        # D sequential steps in the autoregressive order, each inverting one column (see SequentialMADE).
+        (dim,) = self.event_shape
+        flat = None
+        if self.context_shape is not None:
+            if context is None:
+                raise ValueError("this autoregressive layer was built with a context_shape and needs a context")
+            flat = self.expand_context(context, self.batch_shape(z)).flatten(z.dim() - 1)
+        made = self.made.sequential(z.shape[:-1], flat)
+        columns: list[Tensor] = [z[..., 0]] * dim
+        log_diags: list[Tensor] = []
+        for d in self.made.order.tolist():
+            columns[d], log_diag = self.transformer.inverse(z[..., d], made.parameters(d))
+            log_diags.append(log_diag)
+            made.set_input(d, columns[d])
+        return torch.stack(columns, -1), torch.stack(log_diags, -1).sum(-1)

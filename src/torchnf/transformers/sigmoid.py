@@ -45,6 +45,7 @@ from torch import Tensor
 
 from ..roots import monotone_inverse
 from .base import Transformer
+from .simplex import log_softmax
 
 __all__ = ["DeepDenseSigmoid", "DeepSigmoid"]
 
@@ -67,14 +68,14 @@ def _dense_sigmoid_layer(
     spread = torch.linspace(*_SPREAD, hidden, dtype=raw.dtype, device=raw.device) if hidden > 1 else 1.0
     log_a, b = (bound * torch.tanh(spread * r / bound) for r in (raw_a, raw_b))
     if d_in > 1:  # positive mixing weights u (rows on the simplex), then the affine pre-activation
-        log_u = torch.log_softmax(bound * torch.tanh(raw_u.unflatten(-1, (hidden, d_in)) / bound), dim=-1)
+        log_u = log_softmax(bound * torch.tanh(raw_u.unflatten(-1, (hidden, d_in)) / bound))
         mixed = (log_u.exp() * h.unsqueeze(-2)).sum(-1)
         log_dmixed = torch.logsumexp(log_u + log_dh.unsqueeze(-2), dim=-1)
     else:
         mixed, log_dmixed = h, log_dh
     z = log_a.exp() * mixed + b
     log_sig, log_sig_neg = F.logsigmoid(z), F.logsigmoid(-z)
-    log_w = torch.log_softmax(bound * torch.tanh(raw_w.unflatten(-1, (d_out, hidden)) / bound), dim=-1)
+    log_w = log_softmax(bound * torch.tanh(raw_w.unflatten(-1, (d_out, hidden)) / bound))
     log_m = torch.logsumexp(log_w + log_sig.unsqueeze(-2), dim=-1)
     log_one_minus_m = torch.logsumexp(log_w + log_sig_neg.unsqueeze(-2), dim=-1)
     log_dz = log_a + log_dmixed + log_sig + log_sig_neg

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import Transformer
+from .simplex import softmax
 
 __all__ = [
     "LinearRationalSpline",
@@ -119,9 +120,10 @@ class _Spline(Transformer):
 
     def _positions(self, raw: Tensor, minimum: float) -> Tensor:
         """Knot positions ``(*shape, K + 1)`` from raw bin sizes, from exactly ``-B`` to exactly ``B``."""
-        fractions = minimum + (1 - self.bins * minimum) * torch.softmax(raw, dim=-1)
-        inner = -self.bound + 2 * self.bound * torch.cumsum(fractions[..., :-1], dim=-1)
-        return F.pad(F.pad(inner, (1, 0), value=-self.bound), (0, 1), value=self.bound)
+        fractions = minimum + (1 - self.bins * minimum) * softmax(raw)
+        knots = F.pad(torch.cumsum(fractions, dim=-1) * (2 * self.bound) - self.bound, (1, 0), value=-self.bound)
+        knots[..., -1] = self.bound  # exactly, where the sum of the fractions may round off 1
+        return knots
 
     def knots(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The knots ``(x_k)``, ``(y_k)`` and derivatives ``(delta_k)``, each ``(*params.shape[:-1], K + 1)``."""
