@@ -31,6 +31,10 @@ def _check_values(t: Tensor, name: str) -> None:
         raise TypeError(f"{name} must be real floating point, got complex dtype {t.dtype}")
     if not t.is_floating_point():
         raise TypeError(f"{name} must be floating point, got dtype {t.dtype}; convert it, e.g. with .float()")
+    # A finite sum proves every value finite (NaN and inf propagate) with one reduction; a non-finite sum (or an
+    # overflowing one) falls back to the elementwise check.
+    if bool(torch.isfinite(t.detach().sum())):
+        return
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
         first = tuple(int(i) for i in bad.nonzero()[0])

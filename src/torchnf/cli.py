@@ -90,6 +90,7 @@ def cli() -> None:
 @click.option("--patience", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--float64", is_flag=True, help="Train in double precision.")
+@click.option("--compile", "compile_", is_flag=True, help="Compile the training loss (torch.compile).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit(
     data: Path,
@@ -110,6 +111,7 @@ def fit(
     patience: int,
     seed: int,
     float64: bool,
+    compile_: bool,
     quiet: bool,
 ) -> None:
     """Fit a flow to the rows of DATA (CSV, TSV, NPY or NPZ) and save it to a model file."""
@@ -126,6 +128,7 @@ def fit(
     history = flow.fit(
         table.values,
         method=method,
+        compile=compile_,
         steps=steps,
         epochs=epochs,
         batch_size=batch_size,

@@ -97,7 +97,7 @@ class Coupling(Bijection):
         )
 
     def _split_params(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        x_kept, x_moved = x[..., self.kept], x[..., self.transformed]
+        x_kept, x_moved = x.index_select(-1, self.kept), x.index_select(-1, self.transformed)
         h = x_kept
         if self.context_shape is not None:
             if context is None:
@@ -110,9 +110,9 @@ class Coupling(Bijection):
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x_kept, x_moved, params = self._split_params(x, context)
         z_moved, log_diag = self.transformer(x_moved, params)
-        return torch.cat([x_kept, z_moved], dim=-1)[..., self.unsplit], log_diag.sum(-1)
+        return torch.cat([x_kept, z_moved], dim=-1).index_select(-1, self.unsplit), log_diag.sum(-1)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         z_kept, z_moved, params = self._split_params(z, context)
         x_moved, log_diag = self.transformer.inverse(z_moved, params)
-        return torch.cat([z_kept, x_moved], dim=-1)[..., self.unsplit], log_diag.sum(-1)
+        return torch.cat([z_kept, x_moved], dim=-1).index_select(-1, self.unsplit), log_diag.sum(-1)

@@ -38,10 +38,10 @@ class Permutation(Bijection):
         self.register_buffer("inverse_permutation", torch.argsort(perm))
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return x[..., self.permutation], x.new_zeros(x.shape[:-1])
+        return x.index_select(-1, self.permutation), x.new_zeros(x.shape[:-1])
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return z[..., self.inverse_permutation], z.new_zeros(z.shape[:-1])
+        return z.index_select(-1, self.inverse_permutation), z.new_zeros(z.shape[:-1])
 
 
 class Reverse(Permutation):

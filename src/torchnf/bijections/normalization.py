@@ -45,12 +45,13 @@ class ActNorm(ElementwiseAffine):
         self.initialized.fill_(True)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if self.training and not self.initialized:
+        # A compiled graph cannot branch on a buffer's value: compiled fitting initializes every ActNorm first.
+        if self.training and not torch.compiler.is_compiling() and not self.initialized:
             self._initialize(x)
         return super().forward(x, context)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if self.training and torch.is_grad_enabled() and not self.initialized:
+        if self.training and torch.is_grad_enabled() and not torch.compiler.is_compiling() and not self.initialized:
             self.initialized.fill_(True)
         return super().inverse(z, context)
 

@@ -107,6 +107,18 @@ class MADE(nn.Module):
         layers.append(last)
         self.net = nn.Sequential(*layers)
         self.register_buffer("order", order_t, persistent=False)
+        self._init_steps(residual)
+
+    def _init_steps(self, residual: bool) -> None:
+        """What :class:`SequentialMADE` needs of the structure, computed once: each hidden layer's units sorted by
+        degree (left in place when residual), how many of them step ``k`` uses, and each dimension's step."""
+        for layer, degree in enumerate(self.hidden_degrees):
+            units = torch.arange(len(degree)) if residual else torch.argsort(degree, stable=True)
+            self.register_buffer(f"units_by_degree_{layer}", units, persistent=False)
+        # step_units[l][k]: the units of hidden layer l of degree at most k, which step k uses
+        steps = torch.arange(self.features)
+        self.step_units = [torch.searchsorted(d.sort().values, steps, right=True).tolist() for d in self.hidden_degrees]
+        self.step_of = self.order.argsort().tolist()
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         if self.context_features:
@@ -150,16 +162,8 @@ class SequentialMADE:
         net, dim = made.net, made.features
         first, last = net[0], net[-1]
         self.body, self.prefix = net[1:-1], not made.residual
-        device = first.weight.device
-        degrees = made.hidden_degrees
-        if self.prefix:
-            orders = [torch.argsort(degree, stable=True).to(device) for degree in degrees]
-        else:  # the residual blocks' units stay in place
-            orders = [torch.arange(len(degree), device=device) for degree in degrees]
-        # counts[l][k]: the units of hidden layer l of degree at most k, which step k uses
-        steps = torch.arange(dim)
-        self.counts = [torch.searchsorted(degree.sort().values, steps, right=True).tolist() for degree in degrees]
-        self.position = made.order.argsort().tolist()
+        orders = [getattr(made, f"units_by_degree_{layer}") for layer in range(len(made.hidden_degrees))]
+        self.counts, self.position = made.step_units, made.step_of
         self.batch_shape = batch_shape
 
         w_first = (first.weight * first.mask)[orders[0]]
