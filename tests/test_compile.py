@@ -14,17 +14,20 @@ from torchnf.training import compiled_log_prob
 
 PRESETS = {
     "RealNVP": lambda: RealNVP(3, layers=2, hidden=(8,)),  # with its default ActNorm
+    # an interleaved split: the gathers whose backward torch 2.13's CPU compiler got wrong (see permute_last)
+    "RealNVP-alternate": lambda: RealNVP(8, layers=2, hidden=(8,), mask="alternate"),
     "MaskedAutoregressiveRQNSF": lambda: MaskedAutoregressiveRQNSF(3, layers=2, hidden=(8,), bins=4),
     "MAF": lambda: MAF(3, layers=2, hidden=(8,)),
     "CouplingRQNSF": lambda: CouplingRQNSF(3, layers=2, hidden=(8,), bins=4),
 }
-SLOW = {"MAF", "CouplingRQNSF"}  # the default run compiles one affine and one spline preset
+SLOW = {"MAF", "CouplingRQNSF"}  # the default run compiles one affine and one spline preset, and the gathers
 
 
 def _flow(name: str) -> Flow:
     torch.manual_seed(0)
     flow = Flow(PRESETS[name]())
-    flow.fit(torch.randn(64, 3), steps=3, progress=False)  # ActNorm initialized, spline parameters off zero
+    # ActNorm initialized, spline parameters off zero
+    flow.fit(torch.randn(64, flow.event_shape[0]), steps=3, progress=False)
     with torch.no_grad():
         for parameter in flow.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))
@@ -34,11 +37,11 @@ def _flow(name: str) -> Flow:
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW else []) for n in PRESETS])
 def test_compiled_log_prob_and_gradients_match_eager(name: str) -> None:
     flow = _flow(name).train()
-    x = 2 * torch.randn(32, 3)
+    x = 2 * torch.randn(32, flow.event_shape[0])
     compiled = compiled_log_prob(flow)
     for _ in range(2):  # the second call reuses the graph
         ours = compiled(x, None)
-        (ours_grads) = torch.autograd.grad(ours.mean(), list(flow.parameters()), allow_unused=True)
+        ours_grads = torch.autograd.grad(ours.mean(), list(flow.parameters()), allow_unused=True)
     eager = flow.unchecked_log_prob(x)
     eager_grads = torch.autograd.grad(eager.mean(), list(flow.parameters()), allow_unused=True)
     torch.testing.assert_close(ours, eager, rtol=1e-5, atol=1e-5)

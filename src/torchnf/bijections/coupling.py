@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ..nn.mlp import MLP, Activation
 from ..transformers import Affine, Transformer
 from .base import Bijection, ShapeLike
+from .permute import permute_last
 
 __all__ = ["Coupling", "coupling_mask"]
 
@@ -86,6 +87,13 @@ class Coupling(Bijection):
         self.register_buffer("kept", kept, persistent=False)
         self.register_buffer("transformed", transformed, persistent=False)
         self.register_buffer("unsplit", torch.argsort(torch.cat([kept, transformed])), persistent=False)
+        self.register_buffer("split", torch.cat([kept, transformed]), persistent=False)
+        # When the kept dimensions form one block at either end (the "half" masks), splitting and joining are slices
+        # and a concatenation; otherwise a permutation by gathers (see permute_last).
+        n_kept = len(kept)
+        self.kept_block: Literal["first", "last"] | None = (
+            "first" if bool(keep[:n_kept].all()) else "last" if bool(keep[features - n_kept :].all()) else None
+        )
         self.transformer = Affine() if transformer is None else transformer
         context_features = 0 if self.context_shape is None else self.context_shape.numel()
         self.net = MLP(
@@ -97,7 +105,13 @@ class Coupling(Bijection):
         )
 
     def _split_params(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        x_kept, x_moved = x.index_select(-1, self.kept), x.index_select(-1, self.transformed)
+        n_kept = len(self.kept)
+        if self.kept_block == "first":
+            x_kept, x_moved = x[..., :n_kept], x[..., n_kept:]
+        elif self.kept_block == "last":
+            x_moved, x_kept = x[..., : x.shape[-1] - n_kept], x[..., x.shape[-1] - n_kept :]
+        else:
+            x_kept, x_moved = permute_last(x, self.split, self.unsplit).split([n_kept, x.shape[-1] - n_kept], -1)
         h = x_kept
         if self.context_shape is not None:
             if context is None:
@@ -110,9 +124,17 @@ class Coupling(Bijection):
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x_kept, x_moved, params = self._split_params(x, context)
         z_moved, log_diag = self.transformer(x_moved, params)
-        return torch.cat([x_kept, z_moved], dim=-1).index_select(-1, self.unsplit), log_diag.sum(-1)
+        return self._join(x_kept, z_moved), log_diag.sum(-1)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         z_kept, z_moved, params = self._split_params(z, context)
         x_moved, log_diag = self.transformer.inverse(z_moved, params)
-        return torch.cat([z_kept, x_moved], dim=-1).index_select(-1, self.unsplit), log_diag.sum(-1)
+        return self._join(z_kept, x_moved), log_diag.sum(-1)
+
+    def _join(self, kept: Tensor, moved: Tensor) -> Tensor:
+        """The vector with ``kept`` and ``moved`` back in their places."""
+        if self.kept_block == "first":
+            return torch.cat([kept, moved], dim=-1)
+        if self.kept_block == "last":
+            return torch.cat([moved, kept], dim=-1)
+        return permute_last(torch.cat([kept, moved], dim=-1), self.unsplit, self.split)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Bijection, ShapeLike, as_shape
+from .permute import permute_last
 
 __all__ = ["ElementwiseAffine", "LULinear", "Permutation", "Reverse"]
 
@@ -38,10 +39,10 @@ class Permutation(Bijection):
         self.register_buffer("inverse_permutation", torch.argsort(perm))
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return x.index_select(-1, self.permutation), x.new_zeros(x.shape[:-1])
+        return permute_last(x, self.permutation, self.inverse_permutation), x.new_zeros(x.shape[:-1])
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return z.index_select(-1, self.inverse_permutation), z.new_zeros(z.shape[:-1])
+        return permute_last(z, self.inverse_permutation, self.permutation), z.new_zeros(z.shape[:-1])
 
 
 class Reverse(Permutation):
