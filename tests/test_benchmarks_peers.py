@@ -149,3 +149,14 @@ def test_fit_stops_at_a_non_finite_loss_keeping_the_best_weights(peers: ModuleTy
     steps, best, seconds, stopped = fit_for(built, torch.randn(64, 1), torch.randn(16, 1), 5.0, 0.0, 16, 0.1, 0)
     assert stopped and steps == 5 and 0 <= best <= 5 and seconds < 5 and not module.training
     assert torch.isfinite(module.bias).all()
+
+
+def test_compiled_torchnf_has_its_own_column(peers: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    """torchnf's compiled path is timed like a library; without a peer there is no speed-up to show."""
+    argv = [*SPEED, "--libraries", "torchnf", "torchnf-compiled", "--models", "RealNVP", "--operations", "log_prob"]
+    assert peers.cli.main(argv) == 0
+    report = capsys.readouterr().out
+    assert "| torchnf speed-up | torchnf-compiled speed-up |" in report
+    (row,) = _rows(report, "log_prob of a batch")
+    assert row[:2] == ["RealNVP", "2"] and all(re.fullmatch(r"\d[\d,.]*", cell) for cell in row[2:4])
+    assert row[4:] == ["-", "-"]

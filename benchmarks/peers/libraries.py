@@ -11,12 +11,21 @@ from importlib.metadata import PackageNotFoundError, version
 from .adapter import Built
 from .spec import ModelSpec
 
-__all__ = ["LIBRARIES", "PEERS", "Library", "builder", "probe"]
+__all__ = ["LIBRARIES", "OURS", "PEERS", "Library", "builder", "probe"]
 
-LIBRARIES: tuple[str, ...] = ("torchnf", "zuko", "nflows", "normflows", "torchflows")
-"""Every library the harness knows, torchnf first."""
+LIBRARIES: tuple[str, ...] = ("torchnf", "torchnf-compiled", "zuko", "nflows", "normflows", "torchflows")
+"""Every library the harness knows, torchnf first; ``torchnf-compiled`` is torchnf with its ``torch.compile`` path."""
 
-PEERS: tuple[str, ...] = LIBRARIES[1:]
+OURS: tuple[str, ...] = LIBRARIES[:2]
+PEERS: tuple[str, ...] = LIBRARIES[2:]
+
+
+def _distribution(name: str) -> str:
+    return name.split("-")[0]
+
+
+def _module(name: str) -> str:
+    return f"build_{name.replace('-', '_')}"
 
 
 @dataclass(frozen=True)
@@ -44,13 +53,13 @@ def probe(name: str) -> Library:
     if name not in LIBRARIES:
         raise ValueError(f"unknown library {name!r}; expected one of {', '.join(LIBRARIES)}")
     try:
-        installed = version(name)
+        installed = version(_distribution(name))
     except PackageNotFoundError:
         return Library(name, error="not installed")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            importlib.import_module(f"{__package__}.build_{name}")
+            importlib.import_module(f"{__package__}.{_module(name)}")
     except Exception as error:  # any import-time failure (e.g. an incompatible torch) means: skip this library
         return Library(name, installed, f"import failed: {type(error).__name__}: {error}")
     return Library(name, installed)
@@ -58,4 +67,4 @@ def probe(name: str) -> Library:
 
 def builder(name: str) -> Callable[[str, int, ModelSpec], Built]:
     """The ``build(model, dim, spec)`` function of library ``name`` (which must be available)."""
-    return importlib.import_module(f"{__package__}.build_{name}").build
+    return importlib.import_module(f"{__package__}.{_module(name)}").build

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Sequence
 
 from .case import Result
+from .libraries import OURS, PEERS
 from .operations import TITLES
 from .quality import Fit
 
@@ -27,15 +28,19 @@ def _ms(value: float) -> str:
     return f"{value:,.0f}"
 
 
-def ratio(results: Sequence[Result], key: Callable[[Result], float | None] = lambda r: r.median_ms) -> str:
-    """torchnf's time over the fastest peer's (medians by default), e.g. ``"0.40x (zuko)"``; ``"-"`` when either is
-    missing."""
-    ours = [key(r) for r in results if r.case.library == "torchnf" and key(r) is not None]
-    peers = [(key(r), r.case.library) for r in results if r.case.library != "torchnf" and key(r) is not None]
-    if not ours or not peers:
+def ratio(
+    results: Sequence[Result],
+    key: Callable[[Result], float | None] = lambda r: r.median_ms,
+    ours: str = "torchnf",
+) -> str:
+    """The speed-up of library ``ours`` over the fastest peer: the peer's time over ours (medians by default), e.g.
+    ``"2.50x (zuko)"`` when ours takes 40% of the time; ``"-"`` when either is missing."""
+    mine = [key(r) for r in results if r.case.library == ours and key(r) is not None]
+    peers = [(key(r), r.case.library) for r in results if r.case.library in PEERS and key(r) is not None]
+    if not mine or not peers:
         return "-"
     fastest, name = min(peers)
-    return f"{ours[0] / fastest:.2f}x ({name})"
+    return f"{fastest / mine[0]:.2f}x ({name})"
 
 
 def _rows(
@@ -45,14 +50,16 @@ def _rows(
     cell: Callable[[Result], str],
     key: Callable[[Result], float | None] | None = None,
 ) -> list[list[str]]:
-    """One row per (model, D) of ``operation``: a cell per library, then torchnf's ratio by ``key`` if given."""
+    """One row per (model, D) of ``operation``: a cell per library, then the speed-up by ``key`` of each of our
+    variants in ``libraries``, if given."""
     keys = list(dict.fromkeys((r.case.model, r.case.dim) for r in results if r.case.operation == operation))
     rows = []
     for model, dim in keys:
         group = [r for r in results if (r.case.model, r.case.dim, r.case.operation) == (model, dim, operation)]
         by_library = {r.case.library: r for r in group}
         row = [model, str(dim)] + [cell(by_library[lib]) if lib in by_library else "" for lib in libraries]
-        rows.append(row if key is None else [*row, ratio(group, key)])
+        ours = [name for name in OURS if name in libraries]
+        rows.append(row if key is None else [*row, *(ratio(group, key, name) for name in ours)])
     return rows
 
 
@@ -95,12 +102,12 @@ def _notes(results: Sequence[Result]) -> list[str]:
 
 
 def speed_tables(results: Sequence[Result], libraries: Sequence[str]) -> str:
-    """Per operation, a table of median milliseconds with torchnf's ratio to the fastest peer, the same for the
+    """Per operation, a table of median milliseconds with torchnf's speed-up over the fastest peer, the same for the
     fastest timed call (the figure least disturbed by other processes), then tables of peak memory growth and of
     parameter counts (equal counts are a check that the builders are equivalent)."""
     parts = []
     operations = list(dict.fromkeys(r.case.operation for r in results))
-    head = ["model", "D", *libraries, "torchnf / fastest peer"]
+    head = ["model", "D", *libraries, *(f"{name} speed-up" for name in OURS if name in libraries)]
     for operation in operations:
         rows = _rows(results, operation, libraries, _time_cell, lambda r: r.median_ms)
         parts.append(f"### {TITLES[operation]}: median ms\n\n{_table(head, rows, 2)}")
