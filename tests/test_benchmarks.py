@@ -30,3 +30,18 @@ def test_digits_presets_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert [line.split()[1] for line in lines[1:]] == ["MAF", "RealNVP"]
     assert all(re.search(r" test -?\d+\.\d{3} ", line) for line in lines), lines
     assert all(re.search(r" steps +1 ", line) for line in lines[1:]), lines
+
+
+def test_floor_runs(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row per preset, with positive times and ratios to the floor."""
+    import torch
+
+    threads = torch.get_num_threads()
+    monkeypatch.syspath_prepend(str(BENCHMARKS.parent))
+    from benchmarks import floor
+
+    assert floor.main(["--dims", "2", "--presets", "MAF", "CouplingRQNSF", "--repeats", "1", "--batch", "16"]) == 0
+    torch.set_num_threads(threads)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| MAF |", "| CouplingRQNSF |"))]
+    assert [row.split("|")[1].strip() for row in rows] == ["MAF", "CouplingRQNSF"]
+    assert all(float(cell) > 0 for row in rows for cell in row.strip("|").split("|")[2:]), rows

@@ -66,3 +66,11 @@ def test_compile_option_is_checked() -> None:
         flow.fit(torch.randn(32, 2), steps=1, compile="yes")
     with pytest.raises(ValueError, match="compile applies to gradient fitting"):
         Flow(SINF(2)).fit(torch.randn(64, 2), compile=True)
+
+
+def test_each_flow_compiles_in_a_cache_of_its_own() -> None:
+    """torch allows only a few recompilations per code object; fitting flow after flow must not run into it."""
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for dim in (2, 3, 4):  # each shape needs a graph of its own
+            flow = Flow(RealNVP(dim, layers=1, hidden=(4,), normalization=None))
+            assert compiled_log_prob(flow)(torch.randn(16, dim), None).shape == (16,)

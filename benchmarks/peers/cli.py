@@ -29,8 +29,8 @@ wall-clock time and compares test log-likelihoods. Peers that are not installed 
 named in the output). Markdown goes to standard output (and --output), progress to standard error."""
 
 
-def _common(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--libraries", nargs="+", choices=LIBRARIES, default=list(LIBRARIES), metavar="LIB")
+def _common(sub: argparse.ArgumentParser, libraries: tuple[str, ...] = LIBRARIES) -> None:
+    sub.add_argument("--libraries", nargs="+", choices=LIBRARIES, default=list(libraries), metavar="LIB")
     sub.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), metavar="MODEL")
     sub.add_argument("--layers", type=int, default=5, help="coupling or autoregressive layers (default 5)")
     sub.add_argument("--hidden", type=int, nargs="+", default=[128, 128], help="hidden widths (default 128 128)")
@@ -63,7 +63,8 @@ def parser() -> argparse.ArgumentParser:
         "--in-process", action="store_true", help="no worker processes (faster; memory figures then less reliable)"
     )
     quality = commands.add_parser("quality", help="equal-time fits and test log-likelihoods")
-    _common(quality)
+    # torchnf-compiled only on request: compiling costs 10-60 s of the budget, and pays only in fits much longer
+    _common(quality, tuple(name for name in LIBRARIES if name != "torchnf-compiled"))
     quality.add_argument("--datasets", nargs="+", default=["digits", "checkerboard"], help="torchnf.datasets names")
     quality.add_argument("--seconds", type=float, default=60.0, help="training budget per fit (default 60)")
     quality.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")

@@ -254,8 +254,17 @@ def _fit_greedy(
 
 def compiled_log_prob(flow: Flow) -> Callable[[Tensor, Tensor | None], Tensor]:
     """``flow.unchecked_log_prob`` compiled by ``torch.compile(fullgraph=True)``: one graph, or an error, never a
-    silent fallback to Python. Batches of one shape reuse one compiled graph (autograd included)."""
-    return torch.compile(flow.unchecked_log_prob, fullgraph=True, dynamic=False)
+    silent fallback to Python. Batches of one shape, in one grad mode, reuse one compiled graph (autograd included).
+
+    torch caches compiled graphs per code object and refuses to recompile one more than a few times, so each call
+    compiles a function with a code object of its own: fitting many flows in one process never reaches that limit.
+    """
+
+    def log_prob(x: Tensor, context: Tensor | None) -> Tensor:
+        return flow.unchecked_log_prob(x, context)
+
+    log_prob.__code__ = log_prob.__code__.replace()  # a fresh code object, so a fresh cache
+    return torch.compile(log_prob, fullgraph=True, dynamic=False)
 
 
 @torch.no_grad()

@@ -11,6 +11,10 @@ from .linear import ElementwiseAffine
 __all__ = ["ActNorm", "BatchNorm", "Standardization"]
 
 
+# torch.compiler.is_compiling arrived in torch 2.3; compiled fitting with ActNorm needs that version or later
+_is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
+
+
 class ActNorm(ElementwiseAffine):
     r"""Activation normalization (Kingma and Dhariwal 2018, *Glow*, section 3.1): :math:`z = e^{s} \odot x + t`,
     with :math:`s, t` initialized from the first training batch so that :math:`z` has zero mean and unit variance
@@ -46,12 +50,12 @@ class ActNorm(ElementwiseAffine):
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         # A compiled graph cannot branch on a buffer's value: compiled fitting initializes every ActNorm first.
-        if self.training and not torch.compiler.is_compiling() and not self.initialized:
+        if self.training and not _is_compiling() and not self.initialized:
             self._initialize(x)
         return super().forward(x, context)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if self.training and torch.is_grad_enabled() and not torch.compiler.is_compiling() and not self.initialized:
+        if self.training and torch.is_grad_enabled() and not _is_compiling() and not self.initialized:
             self.initialized.fill_(True)
         return super().inverse(z, context)
 
