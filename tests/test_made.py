@@ -13,8 +13,7 @@ ORDER = [3, 0, 4, 1, 2]
 def _made(residual: bool = False, context: int = 0, features: int = 5) -> MADE:
     torch.manual_seed(0)
     order = ORDER if features == 5 else None
-    made = MADE(features, 3, (16, 16), order, context, residual=residual, zero_init=False).double()
-    return made
+    return MADE(features, 3, (16, 16), order, context, residual=residual, zero_init=False).double()
 
 
 @pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
