@@ -157,6 +157,8 @@ class Case:
             a MADE first layer whose mask is all zero when ``D = 1``).
         float32_atol: absolute tolerance of the float32 round trip (stacks of spline or root-found layers lose
             a few more bits than one affine layer).
+        round_trip_atol: relative and absolute tolerance of the float64 round trip, maps and log-dets (maps
+            inverted by an iterative solver, such as an ODE solver, reach their stated tolerance, not rounding).
     """
 
     name: str
@@ -169,6 +171,7 @@ class Case:
     volume_preserving: bool = False
     unused_without_context: tuple[str, ...] = ()
     float32_atol: float = 1e-5
+    round_trip_atol: float = 1e-9
 
     @property
     def context_shapes(self) -> list[ContextShape]:
@@ -329,4 +332,7 @@ REGISTRY: list[Case] = [
             (UMNNMAF, QUADRATURE),
         ]
     ],
+    # -- residual flows (bijections/residual.py): i-ResNet, ResFlow --
+    # -- planar, radial and Sylvester flows --
+    # -- continuous flows (bijections/continuous.py): FFJORD --
 ]

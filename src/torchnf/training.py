@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
+from .bijections.base import Bijection
 from .bijections.normalization import ActNorm
 from .distributions import StandardNormal
 from .optimization import History, OptimizerSpec, ScheduleSpec, check_positive_ints, check_settings, optimize
@@ -20,7 +21,7 @@ from .optimization import History, OptimizerSpec, ScheduleSpec, check_positive_i
 if TYPE_CHECKING:
     from .flow import Flow
 
-__all__ = ["FitMethod", "History", "evaluate", "fit"]
+__all__ = ["FitMethod", "History", "evaluate", "fit", "regularization_loss"]
 
 FitMethod = Literal["auto", "greedy", "gradient"]
 
@@ -181,7 +182,8 @@ def fit(
 
     def batch_loss() -> Tensor:
         idx = next(batches)
-        return -log_prob(x_train[idx], None if c_train is None else c_train[idx]).mean()
+        loss = -log_prob(x_train[idx], None if c_train is None else c_train[idx]).mean()
+        return loss + regularization_loss(flow)
 
     if standardize and not flow.standardization.fitted and n_train >= 2:
         flow.standardization.fit(x_train)
@@ -250,6 +252,18 @@ def _fit_greedy(
     flow.history = history
     flow.eval()
     return history
+
+
+def regularization_loss(flow: Flow) -> Tensor | float:
+    """The sum of the penalties that the flow's bijections recorded in :attr:`Bijection.regularization` during the
+    last call, which it clears (0 when there are none)."""
+    total: Tensor | float = 0.0
+    for module in flow.modules():
+        penalty = getattr(module, "regularization", None)
+        if isinstance(module, Bijection) and penalty is not None:
+            total = total + penalty
+            module.regularization = None
+    return total
 
 
 def compiled_log_prob(flow: Flow) -> Callable[[Tensor, Tensor | None], Tensor]:

@@ -52,6 +52,9 @@ class Bijection(nn.Module):
     event_shape: Shape
     latent_shape: Shape
     context_shape: Shape | None
+    regularization: Tensor | None = None
+    """A penalty (a scalar tensor) that the last training-mode call asks to add to the training loss, or ``None``;
+    :func:`torchnf.training.fit` adds and clears it after every step (FFJORD's RNODE terms use it)."""
 
     def __init__(
         self,
