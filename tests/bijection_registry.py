@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from torchnf import (
+    FFJORD,
     IAF,
     MAF,
     NICE,
@@ -28,17 +29,23 @@ from torchnf import (
     CouplingNAF,
     CouplingRQNSF,
     InverseAutoregressiveRQNSF,
+    InvertibleResNet,
     MaskedAutoregressiveLRS,
     MaskedAutoregressiveNAF,
     MaskedAutoregressiveRQNSF,
+    Planar,
     Preset,
+    Radial,
     RealNVP,
+    ResFlow,
+    Sylvester,
 )
 from torchnf.bijections import (
     ActNorm,
     BatchNorm,
     Bijection,
     Compose,
+    ContinuousFlow,
     Coupling,
     ElementwiseAffine,
     ElementwiseSpline,
@@ -46,10 +53,15 @@ from torchnf.bijections import (
     LULinear,
     MaskedAutoregressive,
     Permutation,
+    PlanarTransform,
+    RadialTransform,
+    ResidualTransform,
     Reverse,
     SlicedTransform,
     Standardization,
+    SylvesterTransform,
 )
+from torchnf.nn import LipschitzMLP
 from torchnf.transformers import (
     UMNN,
     Affine,
@@ -83,8 +95,28 @@ ROOT_FINDER = 1e-9
 QUADRATURE = 1e-8
 """Log-det tolerance of UMNN: it reports log g(x), the integrand, which equals the derivative of the Clenshaw-Curtis
 quadrature map up to the quadrature error (about 1e-14 for |x| < 4, 1e-8 at |x| = 12)."""
+FIXED_POINT = 1e-9
+"""Log-det tolerance of residual blocks, inverted by fixed-point iteration to a float64 tolerance of 1e-12."""
 PERTURBATION = 0.2
 """Standard deviation of the Gaussian noise added to every parameter."""
+ODE_TOLERANCE = 1e-10
+"""The float64 ``rtol`` and ``atol`` of the continuous flows' adaptive solver (per point, per step)."""
+ODE = 1e-8
+"""Log-det and round-trip tolerance of continuous flows solved at :data:`ODE_TOLERANCE`: local errors of 1e-10 per
+step accumulate over a solve (and a round trip is two solves), and the log-det integrates the trace along the
+numerical path while autograd differentiates the discrete map; errors reached are up to 1.5e-10 (round trips) and
+7e-12 (log-dets), so 1e-8 leaves a margin for other seeds. In float32 the solver's tolerance is floored at 10
+epsilons (1.2e-6) and round trips reach 3e-6, hence the cases' ``float32_atol`` of 1e-4."""
+RK4 = 1e-8
+"""Log-det and round-trip tolerance of a continuous flow with 40 fixed RK4 steps: the discrete map is only inverted
+and its log-det only integrated up to the discretization error, O(h^4) with h = 1/40 (errors reached: about 1e-10)."""
+
+
+def continuous(**options: object) -> Build:
+    """A :class:`ContinuousFlow` factory: small tanh dynamics, exact trace, solved at :data:`ODE_TOLERANCE`."""
+    settings: dict[str, object] = {"hidden": (16, 16), "time": 2.0, "activation": "tanh"}
+    settings |= {"rtol": ODE_TOLERANCE, "atol": ODE_TOLERANCE}
+    return lambda context_shape: ContinuousFlow(D, context_shape=context_shape, **{**settings, **options})
 
 
 def random_context(
@@ -192,6 +224,47 @@ class Case:
         if prepare:
             self.prepare(bijection, context_shape)
         return bijection.to(dtype).eval()
+
+
+def converged_norms(bijection: Bijection, context_shape: ContextShape) -> None:
+    """Make every residual branch's Jacobian far from zero, then set the power iterations' vectors to the exact
+    singular vectors (their fixed point), so that the spectral norms (and the map) no longer change in training
+    mode.
+
+    Random weights give Jacobians :math:`W_3 D_2 W_2 D_1 W_1` whose traces (the log-dets, to first order) nearly
+    cancel. Mirrored weights, :math:`W_3 = W_1^\top` and a symmetric positive :math:`W_2`, give traces of one
+    sign: log-dets of order one, with the spectral normalization active (a contraction near its bound).
+    """
+    for network in bijection.modules():
+        if isinstance(network, LipschitzMLP):
+            weights = [linear.weight for linear in network.linears]
+            with torch.no_grad():
+                for i, weight in enumerate(weights[: (len(weights) + 1) // 2]):
+                    mirror = weights[-1 - i]
+                    if mirror is weight:
+                        weight.copy_(weight @ weight.mT)
+                    else:
+                        mirror.copy_(weight.mT)
+                for linear in network.linears:
+                    left, _, right = torch.linalg.svd(linear.weight)
+                    linear.u.copy_(left[:, 0])
+                    linear.v.copy_(right[0])
+
+
+def converged_norms_and_actnorm(bijection: Bijection, context_shape: ContextShape) -> None:
+    """:func:`converged_norms`, then one training pass to initialize ActNorm layers."""
+    converged_norms(bijection, context_shape)
+    training_passes(1)(bijection, context_shape)
+
+
+def residual_block(activation: str) -> Build:
+    """A factory of a :class:`ResidualTransform` with exact log-determinants and small hidden widths."""
+    return lambda context_shape: ResidualTransform(D, context_shape, HIDDEN, activation, log_det="exact")
+
+
+def residual_preset(cls: type[Preset]) -> Build:
+    """A factory of a residual preset with 3 blocks of small hidden widths (exact log-determinants at ``D = 5``)."""
+    return lambda context_shape: cls(D, context_shape, layers=3, hidden=HIDDEN)
 
 
 def coupling(features: int = D, **options: object) -> Build:
@@ -333,6 +406,40 @@ REGISTRY: list[Case] = [
         ]
     ],
     # -- residual flows (bijections/residual.py): i-ResNet, ResFlow --
+    *[
+        Case(f"residual-{activation}", residual_block(activation), (D,), True, FIXED_POINT, prepare=converged_norms)
+        for activation in ("lipswish", "elu", "tanh")
+    ],
+    Case("residual-inverted", inverted(residual_block("lipswish")), (D,), True, FIXED_POINT, prepare=converged_norms),
+    *[
+        Case(cls.__name__, residual_preset(cls), (D,), True, FIXED_POINT, prepare=converged_norms_and_actnorm)
+        for cls in (InvertibleResNet, ResFlow)
+    ],
     # -- planar, radial and Sylvester flows --
+    # (planar and Sylvester layers invert with the root finder; radial layers are closed form both ways)
+    Case("planar", lambda c: PlanarTransform(D, c, HIDDEN), (D,), True, ROOT_FINDER),
+    Case("planar-inverted", inverted(lambda c: PlanarTransform(D, c, HIDDEN)), (D,), True, ROOT_FINDER),
+    Case("radial", lambda c: RadialTransform(D, c, HIDDEN), (D,), True, EXACT),
+    Case("radial-inverted", inverted(lambda c: RadialTransform(D, c, HIDDEN)), (D,), True, EXACT),
+    Case("sylvester", lambda c: SylvesterTransform(D, 3, c, HIDDEN), (D,), True, ROOT_FINDER),
+    Case("sylvester-d-inverted", inverted(lambda c: SylvesterTransform(D, D, c, HIDDEN)), (D,), True, ROOT_FINDER),
+    *[
+        Case(f"{cls.__name__}-{closed_form}", preset(cls, closed_form=closed_form), (D,), True, atol)
+        for cls, atol in [(Planar, ROOT_FINDER), (Radial, EXACT), (Sylvester, ROOT_FINDER)]
+        for closed_form in ("sample", "density")
+    ],
     # -- continuous flows (bijections/continuous.py): FFJORD --
+    Case("continuous", continuous(trainable_time=True), (D,), True, ODE, round_trip_atol=ODE, float32_atol=1e-4),
+    Case("continuous-rk4", continuous(solver="rk4", steps=40), (D,), True, RK4, round_trip_atol=RK4, float32_atol=1e-4),
+    Case(
+        "FFJORD",
+        lambda c: FFJORD(
+            D, c, layers=2, hidden=(8, 8), activation="softplus", time=2.0, rtol=ODE_TOLERANCE, atol=ODE_TOLERANCE
+        ),
+        (D,),
+        True,
+        ODE,
+        round_trip_atol=ODE,
+        float32_atol=1e-4,
+    ),
 ]

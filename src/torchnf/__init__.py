@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from .architectures import (
+    FFJORD,
     IAF,
     MAF,
     NICE,
@@ -12,11 +13,16 @@ from .architectures import (
     CouplingNAF,
     CouplingRQNSF,
     InverseAutoregressiveRQNSF,
+    InvertibleResNet,
     MaskedAutoregressiveLRS,
     MaskedAutoregressiveNAF,
     MaskedAutoregressiveRQNSF,
+    Planar,
     Preset,
+    Radial,
     RealNVP,
+    ResFlow,
+    Sylvester,
 )
 from .bijections import Bijection, Compose, Invert
 from .distributions import DiagonalNormal, StandardNormal
@@ -30,6 +36,7 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
 __all__ = [
+    "FFJORD",
     "IAF",
     "MAF",
     "NICE",
@@ -45,12 +52,17 @@ __all__ = [
     "History",
     "InverseAutoregressiveRQNSF",
     "Invert",
+    "InvertibleResNet",
     "MaskedAutoregressiveLRS",
     "MaskedAutoregressiveNAF",
     "MaskedAutoregressiveRQNSF",
+    "Planar",
     "Preset",
+    "Radial",
     "RealNVP",
+    "ResFlow",
     "StandardNormal",
+    "Sylvester",
     "fit",
     "load",
 ]

@@ -7,7 +7,10 @@ preset is registered by class name in :attr:`Preset.registry`.
 
 from .affine import IAF, MAF, NICE, RealNVP
 from .base import ACTIVATIONS, Preset
+from .continuous import FFJORD
 from .neural import UMNNMAF, CouplingNAF, MaskedAutoregressiveNAF
+from .planar import Planar, Radial, Sylvester
+from .residual import InvertibleResNet, ResFlow
 from .sinf import SINF
 from .splines import (
     CouplingLRS,
@@ -19,6 +22,7 @@ from .splines import (
 
 __all__ = [
     "ACTIVATIONS",
+    "FFJORD",
     "IAF",
     "MAF",
     "NICE",
@@ -28,9 +32,14 @@ __all__ = [
     "CouplingNAF",
     "CouplingRQNSF",
     "InverseAutoregressiveRQNSF",
+    "InvertibleResNet",
     "MaskedAutoregressiveLRS",
     "MaskedAutoregressiveNAF",
     "MaskedAutoregressiveRQNSF",
+    "Planar",
     "Preset",
+    "Radial",
     "RealNVP",
+    "ResFlow",
+    "Sylvester",
 ]

@@ -1,6 +1,17 @@
-"""Networks used inside bijections: MLPs and MADE."""
+"""Networks used inside bijections: MLPs, MADE, Lipschitz-constrained networks and ODE dynamics."""
 
+from .dynamics import DynamicsNet
+from .lipschitz import LipschitzMLP, LipSwish, SpectralLinear
 from .made import MADE, MaskedLinear
 from .mlp import MLP, ResidualBlock
 
-__all__ = ["MADE", "MLP", "MaskedLinear", "ResidualBlock"]
+__all__ = [
+    "MADE",
+    "MLP",
+    "DynamicsNet",
+    "LipSwish",
+    "LipschitzMLP",
+    "MaskedLinear",
+    "ResidualBlock",
+    "SpectralLinear",
+]
