@@ -226,29 +226,33 @@ class Case:
         return bijection.to(dtype).eval()
 
 
-def converged_norms(bijection: Bijection, context_shape: ContextShape) -> None:
-    """Make every residual branch's Jacobian far from zero, then set the power iterations' vectors to the exact
-    singular vectors (their fixed point), so that the spectral norms (and the map) no longer change in training
-    mode.
+def mirror_weights(network: LipschitzMLP) -> None:
+    """Make a Lipschitz network's Jacobian far from zero, and set its power iterations' vectors to the exact
+    singular vectors (their fixed point), so that its spectral norms no longer change in training mode.
 
     Random weights give Jacobians :math:`W_3 D_2 W_2 D_1 W_1` whose traces (the log-dets, to first order) nearly
-    cancel. Mirrored weights, :math:`W_3 = W_1^\top` and a symmetric positive :math:`W_2`, give traces of one
+    cancel. Mirrored weights, :math:`W_3 = W_1^\\top` and a symmetric positive :math:`W_2`, give traces of one
     sign: log-dets of order one, with the spectral normalization active (a contraction near its bound).
     """
+    weights = [linear.weight for linear in network.linears]
+    with torch.no_grad():
+        for i, weight in enumerate(weights[: (len(weights) + 1) // 2]):
+            mirror = weights[-1 - i]
+            if mirror is weight:
+                weight.copy_(weight @ weight.mT)
+            else:
+                mirror.copy_(weight.mT)
+        for linear in network.linears:
+            left, _, right = torch.linalg.svd(linear.weight)
+            linear.u.copy_(left[:, 0])
+            linear.v.copy_(right[0])
+
+
+def converged_norms(bijection: Bijection, context_shape: ContextShape) -> None:
+    """:func:`mirror_weights` for every residual branch inside ``bijection``."""
     for network in bijection.modules():
         if isinstance(network, LipschitzMLP):
-            weights = [linear.weight for linear in network.linears]
-            with torch.no_grad():
-                for i, weight in enumerate(weights[: (len(weights) + 1) // 2]):
-                    mirror = weights[-1 - i]
-                    if mirror is weight:
-                        weight.copy_(weight @ weight.mT)
-                    else:
-                        mirror.copy_(weight.mT)
-                for linear in network.linears:
-                    left, _, right = torch.linalg.svd(linear.weight)
-                    linear.u.copy_(left[:, 0])
-                    linear.v.copy_(right[0])
+            mirror_weights(network)
 
 
 def converged_norms_and_actnorm(bijection: Bijection, context_shape: ContextShape) -> None:

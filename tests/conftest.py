@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
+
+from torchnf.baselines import GaussianBaseline
+from torchnf.datasets import two_moons
 
 
 @pytest.fixture(scope="module")
@@ -17,3 +21,12 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def moons_split() -> tuple[np.ndarray, np.ndarray, float]:
+    """The quality tests' two moons: 4,000 training points, 1,000 test points, and the test log-likelihood of a
+    full-covariance Gaussian fitted to the training points (nats per point), the baseline flows must beat."""
+    x = two_moons(5000, noise=0.05, seed=0)  # shuffled, so a slice is a random split
+    train, test = x[:4000], x[4000:]
+    return train, test, float(GaussianBaseline().fit(train).log_prob(test).mean())

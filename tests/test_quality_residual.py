@@ -12,34 +12,24 @@ import pytest
 import torch
 
 from torchnf import Flow, InvertibleResNet, Preset, ResFlow
-from torchnf.baselines import GaussianBaseline
-from torchnf.datasets import two_moons as make_two_moons
 
 STEPS = 600
 LEARNING_RATE = 5e-3
-
-
-@pytest.fixture(scope="module")
-def two_moons() -> tuple[np.ndarray, np.ndarray, float]:
-    """Training points, test points and the Gaussian baseline's test log-likelihood (nats per point)."""
-    x = make_two_moons(5000, noise=0.05, seed=0)
-    train, test = x[:4000], x[4000:]
-    return train, test, float(GaussianBaseline().fit(train).log_prob(test).mean())
 
 
 @pytest.mark.parametrize(
     ("preset", "margin"),
     [
         # gains in nats per point over the Gaussian after 600 steps, seeds 0-4 (each margin is the smallest gain less
-        # about 0.3); 16-19 s per fit on an idle core
-        pytest.param(InvertibleResNet, 0.7, id="InvertibleResNet"),  # 1.07, ...
-        pytest.param(ResFlow, 0.8, id="ResFlow"),  # 1.33, 1.19, ...
+        # about 0.3); 14-17 s per fit on an idle core
+        pytest.param(InvertibleResNet, 0.6, id="InvertibleResNet"),  # 1.07, 0.95, 0.98, 0.96, 0.88
+        pytest.param(ResFlow, 0.8, id="ResFlow"),  # 1.33, 1.19, 1.28, 1.22, 1.06
     ],
 )
 def test_preset_beats_a_gaussian_on_two_moons(
-    two_moons: tuple[np.ndarray, np.ndarray, float], preset: type[Preset], margin: float
+    moons_split: tuple[np.ndarray, np.ndarray, float], preset: type[Preset], margin: float
 ) -> None:
-    train, test, baseline = two_moons
+    train, test, baseline = moons_split
     torch.manual_seed(0)
     flow = Flow(preset(2, layers=8, hidden=(64, 64)))
     flow.fit(train, steps=STEPS, lr=LEARNING_RATE, seed=0, progress=False)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from bijection_registry import mirror_weights
 from torch import Tensor
 from torch.testing import assert_close
 
@@ -34,18 +35,9 @@ def _seed() -> None:
 
 
 def strong_network(features: int = 3, hidden: tuple[int, ...] = (16, 16), activation=LipSwish) -> LipschitzMLP:
-    """A float64 Lipschitz network whose Jacobian has a clearly non-zero log-det (mirrored weights, see the
-    registry's ``converged_norms``), with converged spectral norms."""
+    """A float64 Lipschitz network whose Jacobian has a clearly non-zero log-det, with converged spectral norms."""
     net = LipschitzMLP(features, hidden, 0.97, activation).double()
-    weights = [linear.weight for linear in net.linears]
-    with torch.no_grad():
-        for i, weight in enumerate(weights[: (len(weights) + 1) // 2]):
-            mirror = weights[-1 - i]
-            if mirror is weight:
-                weight.copy_(weight @ weight.mT)
-            else:
-                mirror.copy_(weight.mT)
-    net.power_iteration(500)
+    mirror_weights(net)
     return net
 
 

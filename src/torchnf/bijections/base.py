@@ -15,8 +15,10 @@ input's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from itertools import pairwise
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -24,7 +26,7 @@ from torch import Tensor, nn
 Shape = torch.Size
 ShapeLike = int | Sequence[int] | torch.Size
 
-__all__ = ["Bijection", "Compose", "Invert", "Shape", "ShapeLike", "as_shape"]
+__all__ = ["Bijection", "Compose", "Invert", "Shape", "ShapeLike", "as_shape", "setting"]
 
 
 def as_shape(shape: ShapeLike) -> torch.Size:
@@ -178,3 +180,18 @@ class Invert(Bijection):
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self.bijection(z, context)
+
+
+@contextmanager
+def setting(module: nn.Module, kind: type[nn.Module], attribute: str, value: Any) -> Iterator[None]:
+    """Within the ``with`` block, ``attribute`` is ``value`` on every ``kind`` module inside ``module`` (the
+    estimator switches of residual and continuous flows use it); the previous values are restored after."""
+    layers = [m for m in module.modules() if isinstance(m, kind)]
+    saved = [getattr(layer, attribute) for layer in layers]
+    try:
+        for layer in layers:
+            setattr(layer, attribute, value)
+        yield
+    finally:
+        for layer, previous in zip(layers, saved, strict=True):
+            setattr(layer, attribute, previous)

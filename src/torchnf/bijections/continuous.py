@@ -41,7 +41,7 @@ from torchdiffeq import odeint_adjoint
 
 from ..nn.dynamics import DynamicsNet
 from ._ode import ADAPTIVE_SOLVERS, SOLVERS, point_norm, solve
-from .base import Bijection, ShapeLike
+from .base import Bijection, ShapeLike, setting
 
 __all__ = ["NOISES", "SOLVERS", "TRACES", "ContinuousFlow", "trace_method"]
 
@@ -240,15 +240,8 @@ def trace_method(module: nn.Module, trace: Trace) -> Iterator[None]:
         ...     log_prob = flow.log_prob(flow.sample(5))
     """
     _choice("trace", trace, TRACES)
-    blocks = [m for m in module.modules() if isinstance(m, ContinuousFlow)]
-    saved = [block.trace for block in blocks]
-    try:
-        for block in blocks:
-            block.trace = trace
+    with setting(module, ContinuousFlow, "trace", trace):
         yield
-    finally:
-        for block, previous in zip(blocks, saved, strict=True):
-            block.trace = previous
 
 
 class _Augmented:

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..nn.lipschitz import LIPSCHITZ_ACTIVATIONS, LipschitzMLP
 from ..roots import contractive_inverse
-from .base import Bijection, ShapeLike, as_shape
+from .base import Bijection, ShapeLike, as_shape, setting
 from .residual_log_det import Noise, exact_log_det, roulette_weights, series_weights, stochastic_log_det
 
 __all__ = ["LogDetMethod", "ResidualTransform", "log_det_method"]
@@ -181,12 +181,5 @@ def log_det_method(module: nn.Module, method: LogDetMethod) -> Iterator[None]:
         ...     log_prob = flow.log_prob(flow.sample(5))
     """
     _choice("log-det method", method, get_args(LogDetMethod))
-    blocks = [m for m in module.modules() if isinstance(m, ResidualTransform)]
-    saved = [block.log_det for block in blocks]
-    try:
-        for block in blocks:
-            block.log_det = method
+    with setting(module, ResidualTransform, "log_det", method):
         yield
-    finally:
-        for block, previous in zip(blocks, saved, strict=True):
-            block.log_det = previous
