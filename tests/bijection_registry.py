@@ -28,11 +28,13 @@ from torchnf import (
     CouplingLRS,
     CouplingNAF,
     CouplingRQNSF,
+    Glow,
     InverseAutoregressiveRQNSF,
     InvertibleResNet,
     MaskedAutoregressiveLRS,
     MaskedAutoregressiveNAF,
     MaskedAutoregressiveRQNSF,
+    MultiscaleRealNVP,
     Planar,
     Preset,
     Radial,
@@ -49,15 +51,20 @@ from torchnf.bijections import (
     Coupling,
     ElementwiseAffine,
     ElementwiseSpline,
+    ImageCoupling,
     Invert,
+    InvertibleConv1x1,
+    Logit,
     LULinear,
     MaskedAutoregressive,
+    Multiscale,
     Permutation,
     PlanarTransform,
     RadialTransform,
     ResidualTransform,
     Reverse,
     SlicedTransform,
+    Squeeze,
     Standardization,
     SylvesterTransform,
 )
@@ -72,7 +79,17 @@ from torchnf.transformers import (
     Shift,
 )
 
-__all__ = ["CONTEXT_SHAPE", "EXACT", "REGISTRY", "Case", "ContextShape", "perturb", "random_context", "training_passes"]
+__all__ = [
+    "CONTEXT_SHAPE",
+    "EXACT",
+    "REGISTRY",
+    "Case",
+    "ContextShape",
+    "data_points",
+    "perturb",
+    "random_context",
+    "training_passes",
+]
 
 ContextShape = tuple[int, ...] | None
 Build = Callable[[ContextShape], Bijection]
@@ -112,11 +129,53 @@ RK4 = 1e-8
 and its log-det only integrated up to the discretization error, O(h^4) with h = 1/40 (errors reached: about 1e-10)."""
 
 
+IMAGE = (2, 4, 4)
+"""The image shape ``(C, H, W)`` of image bijections (32 coordinates: small Jacobians, two squeezes possible)."""
+IMAGE_CONTEXT = (1, 4, 4)
+"""An image-shaped context, concatenated to the conditioner's input channels (variational dequantization's)."""
+IMAGE_NET = {"hidden_channels": 8, "blocks": 1}
+"""The size of every convolutional conditioner."""
+CONV_PERTURBATION = 0.05
+"""The parameter noise of image presets and spline image couplings. Convolutions have a fan-in of 9 times their
+channels, so :data:`PERTURBATION` gives conditioner outputs of several units: the presets' 10-20 perturbed layers
+then drive latent points to logits beyond 40, where the sigmoid (the logit's inverse) saturates in float64 and the
+autograd Jacobian becomes singular, and spline parameters that extreme squeeze bins to their minimum width, where
+float32 inverts to 1e-2 only. At 0.05 the maps still move points by O(1)."""
+
+
+def image_coupling(**options: object) -> Build:
+    """An :class:`ImageCoupling` factory over :data:`IMAGE` with small networks."""
+    return lambda context_shape: ImageCoupling(IMAGE, context_shape=context_shape, **{**IMAGE_NET, **options})
+
+
+def image_preset(cls: type[Preset], **options: object) -> Build:
+    """A factory of an image preset over :data:`IMAGE` with small networks."""
+    return lambda context_shape: cls(IMAGE, context_shape, **{**IMAGE_NET, **options})
+
+
+def multiscale(context_shape: ContextShape) -> Bijection:
+    """Two levels: a coupling and a squeeze to (8, 2, 2), four channels factored out, a coupling of the rest."""
+    first = Compose([ImageCoupling(IMAGE, context_shape=context_shape, **IMAGE_NET), Squeeze(IMAGE)])
+    second = ImageCoupling((4, 2, 2), mask="channel", context_shape=context_shape, **IMAGE_NET)
+    return Multiscale([first, second])
+
+
 def continuous(**options: object) -> Build:
     """A :class:`ContinuousFlow` factory: small tanh dynamics, exact trace, solved at :data:`ODE_TOLERANCE`."""
     settings: dict[str, object] = {"hidden": (16, 16), "time": 2.0, "activation": "tanh"}
     settings |= {"rtol": ODE_TOLERANCE, "atol": ODE_TOLERANCE}
     return lambda context_shape: ContinuousFlow(D, context_shape=context_shape, **{**settings, **options})
+
+
+def data_points(
+    bijection: Bijection, batch_shape: tuple[int, ...], dtype: torch.dtype, scale: float = 1.0, shift: float = 0.0
+) -> torch.Tensor:
+    """Inputs of shape ``(*batch_shape, *event_shape)``: ``shift + scale * N(0, 1)``, or, for a bijection with a
+    bounded :attr:`~Bijection.domain`, uniform over its middle 96% (``scale`` and ``shift`` then do not apply)."""
+    if bijection.domain is None:
+        return shift + scale * torch.randn(*batch_shape, *bijection.event_shape, dtype=dtype)
+    low, high = bijection.domain
+    return low + (high - low) * (0.02 + 0.96 * torch.rand(*batch_shape, *bijection.event_shape, dtype=dtype))
 
 
 def random_context(
@@ -140,7 +199,8 @@ def no_preparation(bijection: Bijection, context_shape: ContextShape) -> None:
 
 
 def training_passes(n: int, batch: int = 64) -> Prepare:
-    """A preparation running ``n`` training-mode forward passes on random batches of mean 1 and std 2.
+    """A preparation running ``n`` training-mode forward passes on random batches of mean 1 and std 2 (uniform
+    within a bounded domain, see :func:`data_points`).
 
     One pass runs ActNorm's data-dependent initialization; a few move BatchNorm's running statistics away from
     their defaults. The data is deliberately not standard normal, so that neither ends up near the identity.
@@ -150,7 +210,7 @@ def training_passes(n: int, batch: int = 64) -> Prepare:
         bijection.train()
         with torch.no_grad():
             for _ in range(n):
-                x = 1.0 + 2.0 * torch.randn(batch, *bijection.event_shape, dtype=torch.float64)
+                x = data_points(bijection, (batch,), torch.float64, scale=2.0, shift=1.0)
                 bijection(x, random_context(context_shape, (batch,), torch.float64))
         bijection.eval()
 
@@ -191,6 +251,9 @@ class Case:
             a few more bits than one affine layer).
         round_trip_atol: relative and absolute tolerance of the float64 round trip, maps and log-dets (maps
             inverted by an iterative solver, such as an ODE solver, reach their stated tolerance, not rounding).
+        context_shape: the context shape of the conditional build (image-shaped for layers that take images).
+        perturbation: the standard deviation of the noise added to every parameter (deep stacks of convolutional
+            couplings take less: the default compounds over their layers into saturated logits).
     """
 
     name: str
@@ -204,11 +267,13 @@ class Case:
     unused_without_context: tuple[str, ...] = ()
     float32_atol: float = 1e-5
     round_trip_atol: float = 1e-9
+    context_shape: tuple[int, ...] = CONTEXT_SHAPE
+    perturbation: float = PERTURBATION
 
     @property
     def context_shapes(self) -> list[ContextShape]:
         """The context shapes the suite builds this case with: ``None``, and a context when supported."""
-        return [None, CONTEXT_SHAPE] if self.supports_context else [None]
+        return [None, self.context_shape] if self.supports_context else [None]
 
     def instantiate(
         self,
@@ -220,7 +285,7 @@ class Case:
         """Build (under ``seed``), perturb and prepare in float64, then cast to ``dtype``; in evaluation mode."""
         torch.manual_seed(seed)
         bijection = self.build(context_shape).double()
-        perturb(bijection, seed)
+        perturb(bijection, seed, self.perturbation)
         if prepare:
             self.prepare(bijection, context_shape)
         return bijection.to(dtype).eval()
@@ -444,6 +509,80 @@ REGISTRY: list[Case] = [
         True,
         ODE,
         round_trip_atol=ODE,
+        float32_atol=1e-4,
+    ),
+    # -- image flows: squeeze, 1x1 convolutions, image couplings, multi-scale levels, the logit pre-transform --
+    Case("squeeze", lambda c: Squeeze(IMAGE), IMAGE, atol=EXACT, volume_preserving=True),
+    Case("squeeze-factor-4", lambda c: Squeeze(IMAGE, 4), IMAGE, atol=EXACT, volume_preserving=True),
+    Case("invertible-conv1x1", lambda c: InvertibleConv1x1(IMAGE), IMAGE, atol=EXACT),
+    Case("invertible-conv1x1-identity", lambda c: InvertibleConv1x1(IMAGE, "identity"), IMAGE, atol=EXACT),
+    Case("actnorm-per-channel", lambda c: ActNorm(IMAGE, (2, 1, 1)), IMAGE, atol=EXACT, prepare=training_passes(1)),
+    *[
+        Case(f"image-coupling-{mask}{'-flip' * flip}", image_coupling(mask=mask, flip=flip), IMAGE, True, EXACT)
+        for mask in ("checkerboard", "channel")
+        for flip in (False, True)
+    ],
+    Case(
+        "image-coupling-additive",
+        image_coupling(transformer=Shift()),
+        IMAGE,
+        True,
+        EXACT,
+        volume_preserving=True,
+    ),
+    Case(
+        "image-coupling-spline",
+        image_coupling(transformer=RationalQuadraticSpline(4, 2.0)),
+        IMAGE,
+        True,
+        EXACT,
+        perturbation=CONV_PERTURBATION,
+    ),
+    Case(
+        "image-coupling-image-context",
+        image_coupling(mask="channel"),
+        IMAGE,
+        True,
+        EXACT,
+        context_shape=IMAGE_CONTEXT,
+    ),
+    Case("multiscale", multiscale, IMAGE, True, EXACT),
+    Case("logit", lambda c: Logit(D), (D,), atol=EXACT),
+    Case("logit-image-interval", lambda c: Logit(IMAGE, -1.0, 3.0, alpha=0.0), IMAGE, atol=EXACT),
+    *[
+        Case(
+            f"MultiscaleRealNVP-{coupling}",
+            image_preset(MultiscaleRealNVP, levels=2, steps=1, coupling=coupling, bins=4, bound=2.0),
+            IMAGE,
+            True,
+            EXACT,
+            prepare=training_passes(1),
+            perturbation=CONV_PERTURBATION,
+            float32_atol=1e-4,
+        )
+        for coupling in ("affine", "additive", "spline")
+    ],
+    *[
+        Case(
+            f"Glow-{coupling}{'' if prior else '-standard-prior'}",
+            image_preset(Glow, levels=2, steps=2, coupling=coupling, learned_prior=prior, bins=4, bound=2.0),
+            IMAGE,
+            True,
+            EXACT,
+            prepare=training_passes(1),
+            perturbation=CONV_PERTURBATION,
+            float32_atol=1e-4,
+        )
+        for coupling, prior in [("affine", True), ("additive", True), ("spline", True), ("affine", False)]
+    ],
+    Case(
+        "Glow-logit",
+        image_preset(Glow, levels=1, steps=1, pre_transform="logit"),
+        IMAGE,
+        True,
+        EXACT,
+        prepare=training_passes(1),
+        perturbation=CONV_PERTURBATION,
         float32_atol=1e-4,
     ),
 ]

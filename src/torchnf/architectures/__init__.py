@@ -8,6 +8,7 @@ preset is registered by class name in :attr:`Preset.registry`.
 from .affine import IAF, MAF, NICE, RealNVP
 from .base import ACTIVATIONS, Preset
 from .continuous import FFJORD
+from .images import Glow, MultiscaleRealNVP
 from .neural import UMNNMAF, CouplingNAF, MaskedAutoregressiveNAF
 from .planar import Planar, Radial, Sylvester
 from .residual import InvertibleResNet, ResFlow
@@ -31,11 +32,13 @@ __all__ = [
     "CouplingLRS",
     "CouplingNAF",
     "CouplingRQNSF",
+    "Glow",
     "InverseAutoregressiveRQNSF",
     "InvertibleResNet",
     "MaskedAutoregressiveLRS",
     "MaskedAutoregressiveNAF",
     "MaskedAutoregressiveRQNSF",
+    "MultiscaleRealNVP",
     "Planar",
     "Preset",
     "Radial",

@@ -69,6 +69,15 @@ class Bijection(nn.Module):
         self.latent_shape = self.event_shape if latent_shape is None else as_shape(latent_shape)
         self.context_shape = None if context_shape is None else as_shape(context_shape)
 
+    @property
+    def domain(self) -> tuple[float, float] | None:
+        """The open interval ``(low, high)`` that every input coordinate must lie in, or ``None`` for all reals.
+
+        Outside its domain a bijection returns a finite output and a log-det of ``-inf`` (the density there is
+        zero); :meth:`torchnf.Flow.fit` refuses training data outside it.
+        """
+        return None
+
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Map data ``x`` to latent ``z``; return ``(z, log|det dz/dx|)``."""
         raise NotImplementedError
@@ -136,6 +145,11 @@ class Compose(Bijection):
         context_shape = context_shapes.pop() if context_shapes else None
         super().__init__(parts[0].event_shape, context_shape, parts[-1].latent_shape)
         self.bijections = nn.ModuleList(parts)
+
+    @property
+    def domain(self) -> tuple[float, float] | None:
+        """The first part's domain (the data enter there)."""
+        return self.bijections[0].domain if len(self.bijections) else None
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         total = x.new_zeros(self.batch_shape(x))
