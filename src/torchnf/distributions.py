@@ -36,8 +36,9 @@ class BaseDistribution(Configurable, nn.Module):
         """Log-density of ``z`` of shape ``(*batch, *event_shape)``; returns ``(*batch,)``."""
         raise NotImplementedError
 
-    def rsample(self, sample_shape: Shape) -> Tensor:
-        """Draw ``(*sample_shape, *event_shape)`` points, differentiable with respect to the parameters."""
+    def rsample(self, sample_shape: Shape, temperature: float = 1.0) -> Tensor:
+        """Draw ``(*sample_shape, *event_shape)`` points, differentiable with respect to the parameters; a
+        ``temperature`` :math:`T` scales the spread about the mode (a Gaussian's standard deviations by :math:`T`)."""
         raise NotImplementedError
 
     def extra_repr(self) -> str:
@@ -69,9 +70,9 @@ class DiagonalNormal(BaseDistribution):
         log_norm = self.log_scale.sum() + 0.5 * math.log(2 * math.pi) * self.event_shape.numel()
         return -0.5 * standard.square().sum(dims) - log_norm
 
-    def rsample(self, sample_shape: Shape) -> Tensor:
+    def rsample(self, sample_shape: Shape, temperature: float = 1.0) -> Tensor:
         eps = torch.randn(*sample_shape, *self.event_shape, dtype=self.loc.dtype, device=self.loc.device)
-        return self.loc + eps * self.log_scale.exp()
+        return self.loc + eps * (temperature * self.log_scale.exp())
 
 
 class StandardNormal(DiagonalNormal):
@@ -84,5 +85,6 @@ class StandardNormal(DiagonalNormal):
         dims = tuple(range(-len(self.event_shape), 0))
         return -0.5 * z.square().sum(dims) - 0.5 * math.log(2 * math.pi) * self.event_shape.numel()
 
-    def rsample(self, sample_shape: Shape) -> Tensor:
-        return torch.randn(*sample_shape, *self.event_shape, dtype=self.loc.dtype, device=self.loc.device)
+    def rsample(self, sample_shape: Shape, temperature: float = 1.0) -> Tensor:
+        eps = torch.randn(*sample_shape, *self.event_shape, dtype=self.loc.dtype, device=self.loc.device)
+        return eps if temperature == 1.0 else temperature * eps

@@ -8,12 +8,15 @@ With :math:`f` mapping data to latent and base density :math:`p_Z`,
     x = f^{-1}(z; c),\ z \sim p_Z,
 
 where :math:`f = g \circ s` is the bijection :math:`g` after a fixed data standardization :math:`s`
-(the identity until :meth:`Flow.fit` sets it from the training data).
+(the identity until :meth:`Flow.fit` sets it from the training data). A flow over discrete data (images) also has a
+:mod:`~torchnf.dequantization`, which maps the data to the unit cube with noise; its ``log_prob`` is then the
+dequantization lower bound on the log-probability of the discrete data, and its samples are discrete.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +27,7 @@ from torch import Tensor, nn
 from ._validation import as_context, as_points, as_sample_shape
 from .bijections.base import Bijection, Shape
 from .bijections.normalization import Standardization
+from .dequantization import Dequantization
 from .distributions import BaseDistribution, StandardNormal
 
 if TYPE_CHECKING:
@@ -33,7 +37,7 @@ __all__ = ["Flow"]
 
 
 class Flow(nn.Module):
-    """A normalizing flow: a distribution that can be sampled and evaluated exactly.
+    r"""A normalizing flow: a distribution that can be sampled and evaluated exactly.
 
     Raw data goes in and densities come out in raw units: ``fit`` sets a fixed standardization
     (:attr:`standardization`) from the training data, which the flow applies before :attr:`bijection`. The history
@@ -48,6 +52,11 @@ class Flow(nn.Module):
         bijection: the map from data to latent.
         base: the latent distribution (default :class:`~torchnf.distributions.StandardNormal` over the
             bijection's ``latent_shape``).
+        dequantization: for discrete data (integer levels such as pixel values), the
+            :class:`~torchnf.dequantization.Dequantization` that maps them into the unit cube, where the bijection
+            acts: ``log_prob`` and ``fit`` then take the discrete data, ``log_prob`` returns the dequantization
+            lower bound on :math:`\log P(x)` (a Monte Carlo estimate that differs between calls), and
+            ``sample`` returns discrete data.
 
     Example:
         >>> import torch
@@ -59,7 +68,12 @@ class Flow(nn.Module):
         torch.Size([3, 2])
     """
 
-    def __init__(self, bijection: Bijection, base: BaseDistribution | None = None) -> None:
+    def __init__(
+        self,
+        bijection: Bijection,
+        base: BaseDistribution | None = None,
+        dequantization: Dequantization | None = None,
+    ) -> None:
         super().__init__()
         if not isinstance(bijection, Bijection):
             raise TypeError(f"Flow needs a Bijection, got {type(bijection).__name__}")
@@ -69,9 +83,18 @@ class Flow(nn.Module):
                 f"the base distribution's event_shape {tuple(base.event_shape)} differs from the bijection's "
                 f"latent_shape {tuple(bijection.latent_shape)}"
             )
+        if dequantization is not None:
+            if not isinstance(dequantization, Dequantization):
+                raise TypeError(f"dequantization must be a Dequantization, got {type(dequantization).__name__}")
+            if dequantization.event_shape != bijection.event_shape:
+                raise ValueError(
+                    f"the dequantization's event_shape {tuple(dequantization.event_shape)} differs from the "
+                    f"bijection's {tuple(bijection.event_shape)}"
+                )
         self.standardization = Standardization(bijection.event_shape)
         self.bijection = bijection
         self.base = base
+        self.dequantization = dequantization
         self.history: History | None = None
         self.metadata: dict[str, Any] = {}
         self.eval()
@@ -112,63 +135,131 @@ class Flow(nn.Module):
         """Validate data (and its context) and convert them to the flow's dtype and device; errors use the names."""
         ref = self._reference()
         x = as_points(x, name, self.event_shape, ref.dtype, ref.device, allow_empty)
+        if self.dequantization is not None:
+            self.dequantization.check(x, name)
         batch = x.shape[: x.dim() - len(self.event_shape)]
         context = as_context(context, self.context_shape, batch, ref.dtype, ref.device, context_name)
         return x, context
 
-    def log_prob(self, x: Any, context: Any = None) -> Tensor:
-        """Log-density of ``x`` of shape ``(*batch, *event_shape)``; returns ``(*batch,)``.
+    def log_prob(self, x: Any, context: Any = None, *, samples: int = 1) -> Tensor:
+        r"""Log-density of ``x`` of shape ``(*batch, *event_shape)``; returns ``(*batch,)``.
 
         ``x`` may be a tensor or a NumPy array; it is converted to the flow's dtype and device. A ``context`` of
         shape ``(*batch, *context_shape)`` is required for a conditional flow; its batch dimensions broadcast.
+
+        For a flow with a :attr:`dequantization`, ``x`` holds discrete levels and the result is the dequantization
+        lower bound on :math:`\log P(x)`, estimated with ``samples`` noise draws (the importance-weighted bound,
+        tighter as ``samples`` grows).
         """
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be a positive int, got {samples!r}")
+        if samples > 1 and self.dequantization is None:
+            raise ValueError("samples applies to a dequantized flow; this flow's log_prob is exact")
         x, context = self.check_data(x, context)
-        return self.unchecked_log_prob(x, context)
+        if samples == 1:
+            return self.unchecked_log_prob(x, context)
+        draws = self.unchecked_log_prob(x.expand(samples, *x.shape), context)
+        return torch.logsumexp(draws, 0) - math.log(samples)
 
     def forward(self, x: Any, context: Any = None) -> Tensor:
         """Same as :meth:`log_prob`."""
         return self.log_prob(x, context)
 
-    def sample(self, n: int | Sequence[int], context: Any = None) -> Tensor:
+    def sample(self, n: int | Sequence[int], context: Any = None, *, temperature: float = 1.0) -> Tensor:
         """Draw samples without building an autograd graph.
 
         Returns shape ``(*n, *context_batch, *event_shape)``: ``n`` samples for one context (or none), and ``n``
-        samples per context for a batch of contexts of shape ``(*context_batch, *context_shape)``.
+        samples per context for a batch of contexts of shape ``(*context_batch, *context_shape)``. A
+        ``temperature`` below 1 scales the base distribution's spread (Kingma and Dhariwal 2018, *Glow*, section
+        5.3): less diverse, cleaner samples. A dequantized flow returns discrete levels.
         """
         with torch.no_grad():
-            return self.rsample(n, context)
+            x, _ = self._draw(n, context, temperature)
+        return x if self.dequantization is None else self.dequantization.quantize(x)
 
-    def rsample(self, n: int | Sequence[int], context: Any = None) -> Tensor:
+    def rsample(self, n: int | Sequence[int], context: Any = None, *, temperature: float = 1.0) -> Tensor:
         """Like :meth:`sample` but differentiable with respect to the flow's parameters."""
-        return self.rsample_and_log_prob(n, context)[0]
+        return self.rsample_and_log_prob(n, context, temperature=temperature)[0]
 
-    def sample_and_log_prob(self, n: int | Sequence[int], context: Any = None) -> tuple[Tensor, Tensor]:
-        """Draw samples and their log-densities in one pass, without an autograd graph."""
+    def sample_and_log_prob(
+        self, n: int | Sequence[int], context: Any = None, *, temperature: float = 1.0
+    ) -> tuple[Tensor, Tensor]:
+        """Draw samples and their log-densities in one pass, without an autograd graph (for a dequantized flow:
+        discrete samples and the bound of :meth:`log_prob`, which takes a second pass)."""
         with torch.no_grad():
-            return self.rsample_and_log_prob(n, context)
+            if self.dequantization is None:
+                return self._draw(n, context, temperature)
+            x, _ = self._draw(n, context, temperature)
+            x = self.dequantization.quantize(x)
+            if context is not None:
+                context = self.check_data(x, context)[1]
+            return x, self.unchecked_log_prob(x, context)
 
-    def rsample_and_log_prob(self, n: int | Sequence[int], context: Any = None) -> tuple[Tensor, Tensor]:
+    def rsample_and_log_prob(
+        self, n: int | Sequence[int], context: Any = None, *, temperature: float = 1.0
+    ) -> tuple[Tensor, Tensor]:
         """Draw differentiable samples and their log-densities in one pass (reverse-KL fitting uses this)."""
+        if self.dequantization is not None:
+            raise ValueError("a dequantized flow's samples are discrete and have no gradient; use sample()")
+        return self._draw(n, context, temperature)
+
+    def _draw(self, n: int | Sequence[int], context: Any, temperature: float) -> tuple[Tensor, Tensor]:
+        """Continuous samples and their log-densities, with checked arguments."""
         shape = as_sample_shape(n)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
         ref = self._reference()
         context = as_context(context, self.context_shape, None, ref.dtype, ref.device)
         if context is not None:
             context_batch = context.shape[: context.dim() - len(self.context_shape)]
             shape = shape + context_batch
             context = context.expand(*shape, *self.context_shape)
-        return self.unchecked_sample_and_log_prob(shape, context)
+        return self.unchecked_sample_and_log_prob(shape, context, float(temperature))
+
+    def encode(self, x: Any, context: Any = None) -> Tensor:
+        """The latent point :math:`z = f(x)` of data ``x``: ``(*batch, *event_shape) -> (*batch, *latent_shape)``.
+
+        A dequantized flow encodes discrete levels at the centers of their bins. With :meth:`decode`, it moves
+        data through the latent space (see :func:`torchnf.images.interpolate`).
+        """
+        x, context = self.check_data(x, context)
+        if self.dequantization is not None:
+            x = self.dequantization.center(x)
+        return self.bijection(self.standardization(x)[0], context)[0]
+
+    def decode(self, z: Any, context: Any = None) -> Tensor:
+        """The data point :math:`x = f^{-1}(z)` of latent points ``z`` of shape ``(*batch, *latent_shape)``
+        (discrete levels for a dequantized flow)."""
+        ref = self._reference()
+        z = as_points(z, "z", self.bijection.latent_shape, ref.dtype, ref.device)
+        batch = z.shape[: z.dim() - len(self.bijection.latent_shape)]
+        context = as_context(context, self.context_shape, batch, ref.dtype, ref.device)
+        x = self.standardization.inverse(self.bijection.inverse(z, context)[0])[0]
+        return x if self.dequantization is None else self.dequantization.quantize(x)
 
     # -- unchecked internals, for loops that validated their data once ---------------------------------------
 
     def unchecked_log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """:meth:`log_prob` without input checks: ``x`` must already be a finite tensor of the right shape."""
+        """:meth:`log_prob` without input checks: ``x`` must already be a finite tensor of the right shape (and of
+        discrete levels, for a dequantized flow: the result is then the one-draw bound)."""
+        if self.dequantization is None:
+            return self.continuous_log_prob(x, context)
+        y, log_q = self.dequantization(x)
+        return self.continuous_log_prob(y, context) - log_q
+
+    def continuous_log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """The density of the bijection's data space, unchecked: that of a dequantized flow is over the unit
+        cube, in which its continuous samples lie."""
         x, log_det_standardization = self.standardization(x)
         z, log_det = self.bijection(x, context)
         return self.base.log_prob(z) + log_det + log_det_standardization
 
-    def unchecked_sample_and_log_prob(self, shape: Shape, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Draw ``(*shape, *event_shape)`` points and their log-densities; ``context`` already expanded."""
-        z = self.base.rsample(shape)
+    def unchecked_sample_and_log_prob(
+        self, shape: Shape, context: Tensor | None = None, temperature: float = 1.0
+    ) -> tuple[Tensor, Tensor]:
+        """Draw ``(*shape, *event_shape)`` continuous points and their log-densities (of
+        :meth:`continuous_log_prob`); ``context`` already expanded."""
+        z = self.base.rsample(shape, temperature)
         log_base = self.base.log_prob(z)
         x, log_det = self.bijection.inverse(z, context)
         x, log_det_standardization = self.standardization.inverse(x)

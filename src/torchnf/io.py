@@ -2,10 +2,10 @@
 
 A model file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the weights as raw tensors, and in
 its header a JSON config with the format version, the library version, the preset's name and keyword arguments,
-the base distribution's, the dtype, whether the data standardization was fitted, the training history and the
-flow's metadata. Loading
-looks the names up in fixed registries (:attr:`torchnf.Preset.registry`, :attr:`BaseDistribution.registry`), calls
-them with plain JSON values and copies the tensors in: nothing in a file is ever executed.
+the base distribution's, the dequantization's (or null), the dtype, whether the data standardization was fitted,
+the training history and the flow's metadata. Loading looks the names up in fixed registries
+(:attr:`torchnf.Preset.registry`, :attr:`BaseDistribution.registry`, :attr:`Dequantization.registry`), calls them
+with plain JSON values and copies the tensors in: nothing in a file is ever executed.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import safetensors.torch
 import torch
 
 from .architectures import Preset
+from .dequantization import Dequantization
 from .distributions import BaseDistribution
 from .flow import Flow
 from .optimization import History
@@ -72,6 +73,9 @@ def flow_config(flow: Flow) -> dict[str, Any]:
         "library_version": _library_version(),
         "preset": {"name": type(flow.bijection).__name__, "kwargs": _plain(flow.bijection.config)},
         "base": {"name": type(flow.base).__name__, "kwargs": _plain(flow.base.config)},
+        "dequantization": None
+        if flow.dequantization is None
+        else {"name": type(flow.dequantization).__name__, "kwargs": _plain(flow.dequantization.config)},
         "dtype": dtype,
         "standardized": bool(flow.standardization.fitted),
         "history": _plain(history),
@@ -155,10 +159,14 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Flow:
         raise ModelFileError(f"the config in {path} has an unsupported dtype {config.get('dtype')!r}")
     bijection = _build(Preset, config.get("preset"), "preset", path)
     base = _build(BaseDistribution, config.get("base"), "base distribution", path)
+    entry = config.get("dequantization")
+    dequantization = None if entry is None else _build(Dequantization, entry, "dequantization", path)
     try:
-        flow = Flow(bijection, base)
+        flow = Flow(bijection, base, dequantization)
     except (TypeError, ValueError) as error:
-        raise ModelFileError(f"the preset and base distribution in {path} do not fit together: {error}") from None
+        raise ModelFileError(
+            f"the preset, base distribution and dequantization in {path} do not fit together: {error}"
+        ) from None
     try:
         weights = safetensors.torch.load_file(str(path))
     except Exception as error:  # damaged data sections surface here

@@ -31,6 +31,15 @@ def _check_rows(flow: Flow, x: Any, context: Any, name: str, context_name: str) 
     x, context = flow.check_data(x, context, name, context_name, allow_empty=False)
     if x.dim() != len(flow.event_shape) + 1:
         raise ValueError(f"{name} must have shape (n, {', '.join(map(str, flow.event_shape))}), got {tuple(x.shape)}")
+    domain = flow.bijection.domain
+    if flow.dequantization is None and domain is not None:
+        outside = (x <= domain[0]) | (x >= domain[1])
+        if bool(outside.any()):
+            raise ValueError(
+                f"{name} has {int(outside.sum())} value(s) outside the open interval {domain} where "
+                f"{type(flow.bijection).__name__} has a density (e.g. {float(x[outside][0])!r}); scale the data into "
+                "it, or give discrete data a dequantization (torchnf.dequantization)"
+            )
     if context is not None and flow.context_shape is not None:
         expected = (x.shape[0], *flow.context_shape)
         if context.shape != expected:
@@ -69,14 +78,22 @@ def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.
 
 @torch.no_grad()
 def evaluate(flow: Flow, x: Tensor, context: Tensor | None = None, batch_size: int = 4096) -> float:
-    """Mean negative log-likelihood of ``x`` (nats per point), in chunks, in evaluation mode."""
+    """Mean negative log-likelihood of ``x`` (nats per point), in chunks, in evaluation mode.
+
+    A dequantized flow's bound is estimated with the same noise at every call (drawn from a fixed seed, without
+    touching the global random state), so that validation losses compare models, not noise draws.
+    """
     was_training = flow.training
     flow.eval()
     total = 0.0
-    for start in range(0, x.shape[0], batch_size):
-        stop = start + batch_size
-        c = None if context is None else context[start:stop]
-        total += -float(flow.unchecked_log_prob(x[start:stop], c).sum())
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices, enabled=flow.dequantization is not None):
+        if flow.dequantization is not None:
+            torch.manual_seed(0)
+        for start in range(0, x.shape[0], batch_size):
+            stop = start + batch_size
+            c = None if context is None else context[start:stop]
+            total += -float(flow.unchecked_log_prob(x[start:stop], c).sum())
     flow.train(was_training)
     return total / x.shape[0]
 
@@ -89,7 +106,7 @@ def fit(
     validation_data: Any = None,
     validation_context: Any = None,
     validation_fraction: float = 0.1,
-    standardize: bool = True,
+    standardize: bool | None = None,
     steps: int | None = None,
     epochs: int | None = None,
     batch_size: int = 256,
@@ -119,7 +136,9 @@ def fit(
             of it, without early stopping.
         standardize: set the flow's fixed standardization (:attr:`Flow.standardization`) from the training data
             when it is not set yet, so the bijection sees data of zero mean and unit variance per dimension while
-            densities stay in raw units. A flow fitted before keeps its standardization.
+            densities stay in raw units. A flow fitted before keeps its standardization. ``None`` (the default)
+            standardizes unless the flow is dequantized or its bijection has a bounded
+            :attr:`~torchnf.Bijection.domain` (a logit pre-transform), whose data must stay where they are.
         steps: the maximum number of optimizer steps.
         epochs: the maximum number of passes over the training data (``steps`` wins when both are given; when
             neither is, up to 5,000 steps).
@@ -151,6 +170,7 @@ def fit(
         The :class:`History` of losses and events, also kept in ``flow.history``.
     """
     x, context = _check_rows(flow, x, context, "x", "context")
+    standardize = _standardize(flow, standardize)
     greedy = _greedy(flow, method, steps, epochs)
     if not isinstance(compile, bool):
         raise TypeError(f"compile must be True or False, got {compile!r}")
@@ -207,6 +227,19 @@ def fit(
     return flow.history
 
 
+def _standardize(flow: Flow, standardize: bool | None) -> bool:
+    """Whether to standardize the data: by default unless the bijection's data must stay in place."""
+    fixed = flow.dequantization is not None or flow.bijection.domain is not None
+    if standardize is None:
+        return not fixed
+    if standardize and fixed:
+        raise ValueError(
+            "standardize=True would move the data: this flow is dequantized or its bijection has a bounded domain "
+            f"({type(flow.bijection).__name__}); leave standardize at None"
+        )
+    return bool(standardize)
+
+
 def _greedy(flow: Flow, method: str, steps: int | None, epochs: int | None) -> bool:
     """Whether ``method`` means greedy fitting for this flow; refuse combinations that cannot work."""
     if method not in ("auto", "greedy", "gradient"):
@@ -217,6 +250,8 @@ def _greedy(flow: Flow, method: str, steps: int | None, epochs: int | None) -> b
         raise ValueError(f"method='greedy' needs a bijection with fit_greedy (such as SINF); {name} has none")
     greedy = method == "greedy" or (method == "auto" and supported)
     if greedy:
+        if flow.dequantization is not None:
+            raise ValueError(f"{name} is fitted greedily, which does not support a dequantization")
         if flow.context_shape is not None:
             raise ValueError(f"{name} is fitted greedily, which does not support a context")
         if not isinstance(flow.base, StandardNormal):
