@@ -20,18 +20,35 @@ from torchnf.io import FORMAT_VERSION, ModelFileError, flow_config, read_config
 
 D, C = 3, 2
 SMALL = {"layers": 2, "hidden": [16, 16]}
-SMALL_OPTIONS = {"SINF": {"layers": 2, "knots": 6}}
-"""Presets without conditioner networks take their own small options."""
+SMALL_IMAGE = {"levels": 1, "steps": 1, "hidden_channels": 4}
+SMALL_OPTIONS = {"SINF": {"layers": 2, "knots": 6}, "Glow": SMALL_IMAGE, "MultiscaleRealNVP": SMALL_IMAGE}
+"""Presets without conditioner networks, and image presets, take their own small options."""
+IMAGE = (1, 4, 4)
+"""The event shape of the image presets (their latent is a vector of the same size)."""
 PRESETS = sorted(Preset.registry)
 UNCONDITIONAL = {"SINF"}
 
 
+def event_shape(name: str) -> tuple[int, ...]:
+    """The data shape ``small_flow`` builds preset ``name`` for."""
+    return IMAGE if "hidden_channels" in SMALL_OPTIONS.get(name, {}) else (D,)
+
+
+def data(name: str, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """``n`` points for preset ``name``: images in (0, 1) (the logit pre-transform's domain), vectors N(1, 4)."""
+    shape = event_shape(name)
+    return torch.rand(n, *shape, dtype=dtype) if shape == IMAGE else torch.randn(n, *shape, dtype=dtype) * 2 + 1
+
+
 def small_flow(name: str, context_shape: int | None = None, dtype: torch.dtype = torch.float32) -> Flow:
-    """A perturbed (non-identity) flow of preset ``name`` with a fitted standardization and a history."""
+    """A perturbed (non-identity) flow of preset ``name`` with a fitted standardization (for vector data) and a
+    history."""
     torch.manual_seed(0)
-    flow = Flow(Preset.registry[name](D, context_shape, **SMALL_OPTIONS.get(name, SMALL)), DiagonalNormal(D))
+    shape = event_shape(name)
+    bijection = Preset.registry[name](shape, context_shape, **SMALL_OPTIONS.get(name, SMALL))
+    flow = Flow(bijection, DiagonalNormal(bijection.latent_shape.numel()))
     flow = flow.to(dtype)
-    x = torch.randn(64, D, dtype=dtype) * 2 + 1
+    x = data(name, 64, dtype)
     context = None if context_shape is None else torch.randn(64, context_shape, dtype=dtype)
     flow.fit(x, context, steps=3, progress=False, seed=0, method="gradient")
     perturb(flow, seed=1)
@@ -67,7 +84,7 @@ def test_round_trip_is_exact(tmp_path: Path, name: str, context_shape: int | Non
     flow = small_flow(name, context_shape, dtype)
     flow.save(tmp_path / "m.safetensors")
     loaded = torchnf.load(tmp_path / "m.safetensors")
-    x = torch.randn(20, D, dtype=dtype)
+    x = data(name, 20, dtype)
     c = None if context_shape is None else torch.randn(20, context_shape, dtype=dtype)
     assert loaded.dtype == dtype and not loaded.training
     assert torch.equal(loaded.log_prob(x, c), flow.log_prob(x, c))
@@ -89,6 +106,7 @@ def test_config_records_what_rebuilds_the_flow(saved: Path) -> None:
     assert config["preset"]["name"] == "RealNVP" and config["preset"]["kwargs"]["layers"] == 2
     assert config["base"] == {"name": "DiagonalNormal", "kwargs": {"event_shape": 3, "learnable": True}}
     assert config["dtype"] == "float32" and config["standardized"] is True
+    assert config["dequantization"] is None
 
 
 def test_loading_onto_a_device_moves_everything(saved: Path) -> None:
