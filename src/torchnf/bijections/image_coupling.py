@@ -87,10 +87,13 @@ class ImageCoupling(Bijection):
         self.register_buffer("keep", keep.to(torch.get_default_dtype()), persistent=False)
         self.register_buffer("transformed", (~keep).flatten().nonzero().flatten(), persistent=False)
         if mask == "channel":
-            kept_channels = keep[:, 0, 0].nonzero().flatten()
-            # the kept channels are one block: the first C//2, or the last C - C//2 when flipped
-            self.kept_slice = slice(int(kept_channels[0]), int(kept_channels[-1]) + 1)
-            in_channels, out_channels = len(kept_channels), channels - len(kept_channels)
+            # the kept channels are one block, the first C//2 (or, flipped, the last C - C//2): slices split them
+            n_first = channels // 2
+            self.kept_slice, self.moved_slice = slice(0, n_first), slice(n_first, channels)
+            if flip:
+                self.kept_slice, self.moved_slice = self.moved_slice, self.kept_slice
+            in_channels = self.kept_slice.stop - self.kept_slice.start
+            out_channels = channels - in_channels
         else:
             in_channels, out_channels = channels, channels
         self.net = ConvNet(
@@ -111,11 +114,16 @@ class ImageCoupling(Bijection):
         kept = x[..., self.kept_slice, :, :] if self.mask == "channel" else x * self.keep
         params = self.net(kept, context)  # (*batch, C_out * P, H, W)
         params = params.unflatten(-3, (-1, self.transformer.n_params)).movedim(-3, -1).flatten(-4, -2)
-        if self.mask == "checkerboard":
-            params = params.index_select(-2, self.transformed)
-        return x.flatten(-3).index_select(-1, self.transformed), params
+        if self.mask == "channel":
+            return x[..., self.moved_slice, :, :].flatten(-3), params
+        return x.flatten(-3).index_select(-1, self.transformed), params.index_select(-2, self.transformed)
 
     def _join(self, x: Tensor, moved: Tensor) -> Tensor:
+        """``x`` with its transformed pixels replaced by ``moved`` (flattened)."""
+        if self.mask == "channel":
+            moved = moved.unflatten(-1, (-1, *self.event_shape[1:]))
+            kept = x[..., self.kept_slice, :, :]
+            return torch.cat([moved, kept] if self.moved_slice.start == 0 else [kept, moved], dim=-3)
         return x.flatten(-3).index_copy(-1, self.transformed, moved).unflatten(-1, self.event_shape)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
