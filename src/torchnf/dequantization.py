@@ -76,6 +76,12 @@ class Dequantization(Configurable, nn.Module):
         """The levels ``floor(K y)`` of unit-cube points ``y``, clamped to ``[0, K - 1]``."""
         return torch.floor(y * self.levels).clamp(0, self.levels - 1)
 
+    def _to_unit_cube(self, x: Tensor, u: Tensor) -> Tensor:
+        """``(x + u) / K``, kept below the bin's upper edge ``(x + 1) / K``: for ``x >= 2``, ``x + u`` rounds to
+        ``x + 1`` when ``u`` is within a rounding error of 1, which would put ``y`` on the next bin's edge."""
+        upper = (x + 1) / self.levels
+        return torch.minimum((x + u) / self.levels, torch.nextafter(upper, torch.zeros_like(upper)))
+
     def _log_scale(self) -> float:
         """:math:`D \\log K`, the log-density of the scaling from level units to the unit cube."""
         return self.event_shape.numel() * math.log(self.levels)
@@ -105,7 +111,7 @@ class UniformDequantization(Dequantization):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         u = torch.rand_like(x)
         batch = x.shape[: x.dim() - len(self.event_shape)]
-        return (x + u) / self.levels, x.new_full(batch, self._log_scale())
+        return self._to_unit_cube(x, u), x.new_full(batch, self._log_scale())
 
 
 class VariationalDequantization(Dequantization):
@@ -152,6 +158,4 @@ class VariationalDequantization(Dequantization):
         batch = x.shape[: x.dim() - len(self.event_shape)]
         context = x / (self.levels - 1) - 0.5
         u, log_q = self.noise.unchecked_sample_and_log_prob(batch, context)
-        # a sigmoid that rounds to 1 would put y on the next bin's edge; keep it inside the bin
-        u = u.clamp(max=1 - torch.finfo(u.dtype).eps)
-        return (x + u) / self.levels, log_q + self._log_scale()
+        return self._to_unit_cube(x, u), log_q + self._log_scale()

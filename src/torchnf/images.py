@@ -64,13 +64,17 @@ def bits_per_dim(flow: Flow, x: Any, context: Any = None, *, samples: int = 1, b
 def slerp(z0: Tensor, z1: Tensor, t: Tensor) -> Tensor:
     """Spherical interpolation between latent vectors ``z0`` and ``z1`` (flattened) at the fractions ``t``.
 
-    Returns shape ``(len(t), *z0.shape)``; parallel vectors (angle below 1e-6) interpolate linearly.
+    Returns shape ``(len(t), *z0.shape)``; parallel vectors (angle below 1e-6) interpolate linearly. Opposite
+    vectors have no unique great circle between them and are refused.
     """
     a, b = z0.flatten(), z1.flatten()
     cos = torch.dot(a, b) / (a.norm() * b.norm()).clamp_min(torch.finfo(a.dtype).tiny)
     theta = torch.arccos(cos.clamp(-1, 1))
+    angle = float(theta.detach())
+    if math.pi - angle < 1e-6:
+        raise ValueError("the latent vectors are opposite: no unique great circle joins them; interpolate linearly")
     t = t[:, None]
-    if float(theta) < 1e-6:
+    if angle < 1e-6:
         path = (1 - t) * a + t * b
     else:
         path = (torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / torch.sin(theta)
@@ -140,6 +144,10 @@ def image_grid(
     n = array.shape[0]
     if n == 0:
         raise ValueError("images is empty")
+    if columns is not None and (isinstance(columns, bool) or not isinstance(columns, int) or columns < 1):
+        raise ValueError(f"columns must be a positive int or None, got {columns!r}")
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise ValueError(f"padding must be a non-negative int, got {padding!r}")
     low, high = value_range if value_range is not None else (float(array.min()), float(array.max()))
     array = np.clip((array - low) / (high - low if high > low else 1.0), 0, 1)
     columns = columns or math.ceil(math.sqrt(n))
