@@ -12,7 +12,9 @@ import pytest
 from matplotlib.image import imread
 
 import torchnf
+from torchnf.cli import main
 from torchnf.datasets import load
+from torchnf.dequantization import UniformDequantization, VariationalDequantization
 from torchnf.tables import read_table, write_table
 
 TINY = ["--layers", "2", "--hidden", "16,16", "--steps", "40", "--quiet"]
@@ -194,3 +196,180 @@ def test_data_lists_and_exports_the_built_in_data_sets(tmp_path: Path) -> None:
     np.testing.assert_array_equal(table.values, load("pinwheel", n=1000).test)
     assert table.columns == ["x", "y"]
     assert_one_line_error(torchnf_cli("data", "nope", "-o", "p.csv", cwd=tmp_path), "unknown data set 'nope'")
+
+
+# -- image data: NPY arrays of images, run in this process (``main``) to keep them fast ---------------------------
+
+IMAGE_TINY = ["--steps", "5", "--set", "hidden_channels=4", "--set", "steps=1", "--set", "levels=1", "--quiet"]
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    """Run ``torchnf ARGS`` through :func:`torchnf.cli.main` in this process; return status, stdout and stderr."""
+    status = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def assert_main_error(outcome: tuple[int, str, str], *fragments: str) -> None:
+    """A failure of :func:`run_main`: non-zero status and one error line naming the problem."""
+    status, _, err = outcome
+    assert status != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("torchnf: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with 60 8x8 digits (levels 0 to 16) as float64 (n, H, W), int64 (n, C, H, W) and uint8 channels
+    last (n, H, W, C), 30 continuous images, and a Glow fitted to the float64 digits."""
+    from sklearn.datasets import load_digits
+
+    folder = tmp_path_factory.mktemp("images")
+    digits = load_digits().images[:60]
+    np.save(folder / "digits.npy", digits)
+    np.save(folder / "digits_int.npy", digits.astype(np.int64)[:, None])
+    np.save(folder / "digits_last.npy", digits.astype(np.uint8)[..., None])
+    np.save(folder / "noise.npy", np.random.default_rng(0).uniform(0.1, 0.9, (30, 8, 8)))
+    status = main(["fit", str(folder / "digits.npy"), "--arch", "Glow", *IMAGE_TINY, "-o", str(folder / "glow.tnf")])
+    assert status == 0
+    return folder
+
+
+def test_fit_on_images_records_the_image_shape_and_levels(images: Path) -> None:
+    """An (n, H, W) array of integer-valued floats is one-channel discrete images: uniform dequantization with
+    the largest value plus one levels, all recorded in the metadata."""
+    flow = torchnf.load(images / "glow.tnf")
+    assert tuple(flow.event_shape) == (1, 8, 8) and isinstance(flow.dequantization, UniformDequantization)
+    assert flow.dequantization.levels == 17
+    assert flow.metadata["image_shape"] == [1, 8, 8] and flow.metadata["levels"] == 17
+    assert flow.metadata["dequantization"] == "uniform" and flow.metadata["value_range"] == [0.0, 16.0]
+    assert flow.metadata["flattened"] is False and flow.metadata["rows"] == 60
+
+
+def test_sample_writes_image_levels_and_png_grids(images: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``sample`` writes (n, C, H, W) uint8 levels, and a PNG grid for a .png name, at any temperature."""
+    status, out, _ = run_main(capsys, "sample", images / "glow.tnf", "-n", "12", "-o", images / "s.npy")
+    assert status == 0 and "wrote 12 samples" in out
+    samples = np.load(images / "s.npy")
+    assert samples.shape == (12, 1, 8, 8) and samples.dtype == np.uint8 and samples.max() <= 16
+    png = images / "s.png"
+    status, out, _ = run_main(capsys, "sample", images / "glow.tnf", "-n", "12", "--temperature", "0.5", "-o", png)
+    assert status == 0 and "grid of 12 samples" in out
+    picture = imread(png)  # 4 columns and 3 rows of 8x8 images with 1-pixel borders, enlarged 13 times
+    assert picture.shape[:2] == ((3 * 9 + 1) * 13, (4 * 9 + 1) * 13) and picture[..., :3].std() > 0
+    assert_main_error(
+        run_main(capsys, "sample", images / "glow.tnf", "-n", "3", "-o", images / "s.csv"), ".npy, .npz or .png"
+    )
+
+
+def test_score_writes_log_prob_and_bits_per_dim_per_image(images: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One row per image with log_prob and bits_per_dim; channels-last data of the same images are matched."""
+    status, out, _ = run_main(
+        capsys, "score", images / "glow.tnf", images / "digits.npy", "-o", images / "scores.csv", "--outliers", "0.1"
+    )
+    assert status == 0 and "scored 60 images" in out and "bits/dim" in out
+    scores = read_table(images / "scores.csv")
+    assert scores.columns == ["log_prob", "bits_per_dim", "outlier"] and scores.values.shape == (60, 3)
+    np.testing.assert_allclose(scores.values[:, 1], -scores.values[:, 0] / (64 * np.log(2)))
+    assert scores.values[:, 2].sum() == 6
+    status, _, _ = run_main(
+        capsys, "score", images / "glow.tnf", images / "digits_last.npy", "-o", images / "last.npy", "--samples", "2"
+    )
+    assert status == 0 and np.load(images / "last.npy").shape == (60, 2)
+    np.save(images / "small.npy", np.zeros((5, 4, 4)))
+    assert_main_error(
+        run_main(capsys, "score", images / "glow.tnf", images / "small.npy", "-o", images / "x.csv"),
+        "small.npy holds items of shape (1, 4, 4)",
+        "(1, 8, 8)",
+    )
+
+
+def test_report_on_images_draws_grids_and_interpolations(images: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``report`` on an image model: sample, data and interpolation grids as PNGs linked from the summary."""
+    folder = images / "report"
+    status, out, _ = run_main(capsys, "report", images / "glow.tnf", "--data", images / "digits.npy", "-o", folder)
+    assert status == 0, out
+    summary = (folder / "report.md").read_text()
+    for name in ("training.png", "samples.png", "samples_cold.png", "data.png", "interpolation.png"):
+        assert f"]({name})" in summary
+        picture = imread(folder / name)
+        assert min(picture.shape[:2]) >= 200 and picture[..., :3].std() > 0
+    assert "pairs.png" not in summary and "density.png" not in summary
+    assert "| flow bits per dimension (lower is better) |" in summary and "independent categorical" in summary
+    assert "Samples at temperature 0.7" in summary
+    assert_main_error(
+        run_main(capsys, "report", images / "glow.tnf", "--data", images / "digits.npy", "--dims", "0,1", "-o", folder),
+        "--dims",
+    )
+
+
+def test_vector_presets_model_images_flattened(images: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """RealNVP models (n, C, H, W) integer images as vectors of C*H*W levels; samples come back as images."""
+    model = images / "flat.tnf"
+    status, out, _ = run_main(
+        capsys, "fit", images / "digits_int.npy", "--arch", "RealNVP", "--layers", "2", "--hidden", "8", "--steps",
+        "5", "--quiet", "-o", model,
+    )  # fmt: skip
+    assert status == 0 and "(17 levels, uniform dequantization, flattened)" in out
+    flow = torchnf.load(model)
+    assert tuple(flow.event_shape) == (64,) and flow.metadata["flattened"] is True
+    assert flow.metadata["image_shape"] == [1, 8, 8]
+    assert run_main(capsys, "sample", model, "-n", "4", "-o", images / "flat.npz")[0] == 0
+    with np.load(images / "flat.npz") as archive:
+        assert archive["values"].shape == (4, 1, 8, 8) and archive["values"].dtype == np.uint8
+    assert run_main(capsys, "score", model, images / "digits.npy", "-o", images / "flat.csv")[0] == 0
+    assert read_table(images / "flat.csv").values.shape == (60, 2)
+
+
+def test_channels_last_uint8_images_with_variational_dequantization(
+    images: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """(n, 8, 8, 1) uint8 is read channels last, with 256 levels; MultiscaleRealNVP with variational noise."""
+    model = images / "msr.tnf"
+    status, out, _ = run_main(
+        capsys, "fit", images / "digits_last.npy", "--arch", "multiscalerealnvp", "--dequantization", "variational",
+        *IMAGE_TINY, "-o", model,
+    )  # fmt: skip
+    assert status == 0 and "(256 levels, variational dequantization)" in out
+    flow = torchnf.load(model)
+    assert isinstance(flow.dequantization, VariationalDequantization) and flow.dequantization.levels == 256
+    assert flow.metadata["channels_last"] is True and flow.metadata["image_shape"] == [1, 8, 8]
+
+
+def test_non_integer_images_are_continuous(images: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Non-integer images get no dequantization: float samples, drawn in the training data's value range."""
+    model = images / "noise.tnf"
+    status, out, _ = run_main(capsys, "fit", images / "noise.npy", *IMAGE_TINY, "-o", model)
+    assert status == 0 and "Glow on 30 images of shape (1, 8, 8) (continuous)" in out
+    flow = torchnf.load(model)
+    assert flow.dequantization is None and flow.metadata["levels"] is None
+    assert run_main(capsys, "sample", model, "-n", "3", "-o", images / "noise_s.npy")[0] == 0
+    samples = np.load(images / "noise_s.npy")
+    assert samples.shape == (3, 1, 8, 8) and samples.dtype == np.float32
+
+
+def test_bad_image_options_are_refused(images: Path, workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Dequantizing non-integer images, too few levels, negative levels, vector options for image presets, image
+    options for tables and PNG samples of a table model: one error line each, before any fitting."""
+    out = images / "never.tnf"
+    np.save(images / "negative.npy", -np.ones((4, 8, 8), dtype=np.int64))
+    cases = [
+        (("noise.npy", "--dequantization", "uniform"), "needs discrete images of integer values"),
+        (("noise.npy", "--levels", "4"), "--levels applies to dequantized images"),
+        (("digits.npy", "--levels", "10"), "--levels 10 is too small"),
+        (("digits.npy", "--dequantization", "none", "--levels", "20"), "--levels applies to dequantized images"),
+        (("negative.npy",), "negative values"),
+        (("digits.npy", "--arch", "Glow", "--layers", "3"), "--set"),
+    ]
+    for args, fragment in cases:
+        assert_main_error(run_main(capsys, "fit", images / args[0], *args[1:], "-o", out), fragment)
+    assert_main_error(
+        run_main(capsys, "fit", workspace / "train.csv", "--columns", "u,v", "--levels", "4", "-o", out),
+        "apply to images",
+    )
+    assert_main_error(
+        run_main(capsys, "sample", workspace / "m.safetensors", "-n", "3", "-o", images / "t.png"), "image model"
+    )
+    assert not out.exists()

@@ -16,11 +16,13 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-import torchnf.report
-from torchnf import MAF, Flow, History, RealNVP
-from torchnf.baselines import GaussianBaseline
+import torchnf.report.evaluation
+from torchnf import MAF, Flow, Glow, History, RealNVP
+from torchnf.baselines import GaussianBaseline, IndependentCategoricalBaseline
 from torchnf.bijections import ElementwiseAffine
 from torchnf.datasets import two_moons
+from torchnf.dequantization import UniformDequantization
+from torchnf.images import bits_per_dim
 from torchnf.report import ReportFiles, write_report
 
 NUMBER = r"-?\d+\.\d{4}"
@@ -181,10 +183,12 @@ def test_bad_dims_are_refused(tmp_path: Path, dims: list[Any], message: str) -> 
     assert not list(tmp_path.iterdir())
 
 
-def test_image_shaped_flow_is_refused(tmp_path: Path) -> None:
-    flow = Flow(ElementwiseAffine((1, 4, 4)))
-    with pytest.raises(ValueError, match=re.escape("report supports vector data; got event_shape (1, 4, 4)")):
-        write_report(flow, torch.randn(10, 1, 4, 4), tmp_path)
+def test_flows_over_other_shapes_are_refused(tmp_path: Path) -> None:
+    """Vectors and images (C, H, W) only: a flow over matrices has no report."""
+    flow = Flow(ElementwiseAffine((4, 4)))
+    message = "report supports vector data and images (C, H, W); got event_shape (4, 4)"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        write_report(flow, torch.randn(10, 4, 4), tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -253,7 +257,7 @@ def test_the_seed_makes_figures_reproducible(tmp_path: Path) -> None:
 def test_chunked_evaluation_and_non_finite_log_probs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Evaluation in chunks gives the unchunked mean; non-finite log-densities are counted and left out."""
     flow, data = perturbed_flow(2), gaussian_data(2500, 2)
-    monkeypatch.setattr(torchnf.report, "CHUNK", 1000)  # three chunks of data, 40 of the density grid
+    monkeypatch.setattr(torchnf.report.evaluation, "CHUNK", 1000)  # three chunks of data, 40 of the density grid
     with torch.no_grad():
         expected = float(flow.log_prob(data).double().mean())
     text = write_report(flow, data, tmp_path / "a").summary.read_text()
@@ -271,3 +275,98 @@ def test_chunked_evaluation_and_non_finite_log_probs(tmp_path: Path, monkeypatch
     assert bad > 0
     assert f"| points with non-finite flow log-likelihood (left out of the mean) | {bad} |" in files.summary.read_text()
     check_png(files.density, 500, 600)
+
+
+# -- image reports -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits() -> np.ndarray:
+    """60 8x8 digits of levels 0 to 16, shaped (n, 1, 8, 8)."""
+    from sklearn.datasets import load_digits
+
+    return load_digits().images[:60, None].copy()
+
+
+def image_flow(levels: int | None = 17, seed: int = 0) -> Flow:
+    """An untrained tiny Glow over (1, 8, 8), perturbed, uniformly dequantized with ``levels`` (or continuous)."""
+    torch.manual_seed(seed)
+    dequantization = None if levels is None else UniformDequantization((1, 8, 8), levels)
+    flow = Flow(Glow((1, 8, 8), levels=1, steps=1, hidden_channels=4), dequantization=dequantization)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return flow
+
+
+IMAGE_FIGURES = ("samples.png", "samples_cold.png", "data.png", "interpolation.png")
+
+
+def test_image_report_draws_grids_interpolations_and_bits_per_dim(tmp_path: Path, digits: np.ndarray) -> None:
+    """Samples at two temperatures, data and interpolation grids (8 images a row, enlarged 7 times), bits per
+    dimension against the categorical baseline; no vector figures; the caller's random state untouched."""
+    flow = image_flow()
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    files = write_report(flow, digits, tmp_path, temperature=0.5, extra={"model": "glow.tnf"})
+    assert torch.equal(torch.get_rng_state(), before)
+    assert files.figures == (files.samples, files.cold_samples, files.data_images, files.interpolation)
+    assert [p.name for p in files.figures] == list(IMAGE_FIGURES)
+    assert files.pairs is None and files.density is None and files.marginals is None
+    side = (8 * 9 + 1) * 7  # 64 samples (or the 60 data images): 8 columns and 8 rows of 8x8 images, padded
+    for path in (files.samples, files.cold_samples, files.data_images):
+        check_png(path, side, side)
+    check_png(files.interpolation, (4 * 9 + 1) * 7, side)  # four pairs, a row of 8 steps each
+    text = files.summary.read_text()
+    assert links(text) == list(IMAGE_FIGURES)
+    assert "## Samples at temperature 0.5" in text and "| images | 60 |" in text and "| dimension | 64 |" in text
+    assert "| image shape (C, H, W) | (1, 8, 8) |" in text and "UniformDequantization, 17 levels" in text
+    bits = re.search(rf"\| flow bits per dimension \(lower is better\) \| ({NUMBER}) \(an upper bound", text)
+    baseline = re.search(rf"\| independent categorical bits per dimension \| ({NUMBER}) ", text)
+    difference = re.search(r"\| flow minus categorical \(bits per dimension\) \| ([+-]\d+\.\d{4}) \|", text)
+    assert bits and baseline and difference
+    assert float(bits[1]) == pytest.approx(bits_per_dim(flow, digits, samples=4), rel=0.02)
+    expected = IndependentCategoricalBaseline(17).fit(digits).bits_per_dim(digits)
+    assert float(baseline[1]) == pytest.approx(expected, abs=1e-4)
+    assert float(difference[1]) == pytest.approx(float(bits[1]) - float(baseline[1]), abs=2e-4)
+    assert "| model | glow.tnf |" in text
+
+
+def test_image_report_of_a_vector_flow_over_flattened_images(tmp_path: Path, digits: np.ndarray) -> None:
+    """A vector flow with ``image_shape`` takes images (or their rows) and draws them as images, in HTML too."""
+    torch.manual_seed(0)
+    flow = Flow(RealNVP(64, layers=2, hidden=(8,)), dequantization=UniformDequantization(64, 17))
+    files = write_report(flow, digits, tmp_path / "a", image_shape=(1, 8, 8), fmt="html")
+    assert [p.name for p in files.figures] == list(IMAGE_FIGURES)
+    text = files.summary.read_text()
+    assert links(text) == list(IMAGE_FIGURES) and "modelled flattened, as vectors of 64 values" in text
+    rows = write_report(flow, digits.reshape(60, 64), tmp_path / "b", image_shape=(1, 8, 8))
+    assert rows.data_images.read_bytes() == files.data_images.read_bytes()
+
+
+def test_continuous_image_report_has_no_categorical_baseline(tmp_path: Path, digits: np.ndarray) -> None:
+    flow = image_flow(levels=None)
+    files = write_report(flow, digits / 16, tmp_path, history=History(step=[5], train_loss=[3.0], lr=[1e-3]))
+    text = files.summary.read_text()
+    assert "none: a continuous density" in text and "categorical" not in text
+    assert links(text) == ["training.png", *IMAGE_FIGURES]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"image_shape": (1, 4, 16)}, "does not fit the flow's event_shape"),
+        ({"image_shape": (1, 8)}, "three positive ints"),
+        ({"dims": [0, 1]}, "which an image report does not draw"),
+        ({"temperature": 0}, "temperature must be a positive number"),
+        ({"data": np.full((3, 1, 8, 8), 0.5)}, "integer levels"),
+        ({"data": np.zeros((3, 1, 4, 4))}, "data must have shape"),
+    ],
+)
+def test_bad_image_report_inputs_are_refused(
+    tmp_path: Path, digits: np.ndarray, options: dict[str, Any], message: str
+) -> None:
+    arguments = {"flow": image_flow(), "data": digits[:10], "out_dir": tmp_path / "out", **options}
+    with pytest.raises(ValueError, match=message):
+        write_report(**arguments)
+    assert not (tmp_path / "out").exists()
