@@ -70,4 +70,4 @@ def main(steps: int = 2000, presets: Sequence[str] = ()) -> None:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)  # faster than two on this size (see the docstring)
-    main(*(int(a) for a in sys.argv[1:2]), sys.argv[2:])
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000, sys.argv[2:])

@@ -32,6 +32,22 @@ def test_digits_presets_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(re.search(r" steps +1 ", line) for line in lines[1:]), lines
 
 
+@pytest.mark.usefixtures("one_thread")  # two threads on this tiny work only add synchronization
+def test_digits_images_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """One step of two image models prints the categorical baseline and one finite bits/dim line per model, in the
+    order named."""
+    module = runpy.run_path(str(BENCHMARKS / "digits_images.py"))
+    module["main"](1, ["glow-variational", "vector-rqnsf-uniform"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3, lines
+    assert "independent categorical" in lines[0] and " test 2.415 bits/dim" in lines[0]
+    assert [line.split()[1] for line in lines[1:]] == ["glow-variational", "vector-rqnsf-uniform"]
+    assert all(re.search(r" test \d+\.\d{3} bits/dim", line) for line in lines), lines
+    assert all(re.search(r" steps +1 ", line) for line in lines[1:]), lines
+    with pytest.raises(SystemExit, match="unknown model"):
+        module["main"](1, ["glow"])
+
+
 def test_floor_runs(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """A row per preset, with positive times and ratios to the floor."""
     import torch

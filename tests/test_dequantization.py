@@ -482,3 +482,16 @@ def test_tampered_dequantization_entries_are_refused(tmp_path: Path, entry: obje
     rewrite_config(path, entry)
     with pytest.raises(ModelFileError, match=message):
         torchnf.load(path)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64, np.int32], ids=str)
+def test_integer_data_is_accepted(dtype: object) -> None:
+    """A dequantized flow takes its discrete data as integers too (uint8 pixels, NumPy ints): the same bound, under
+    the same noise, as the data in floating point."""
+    flow = vector_flow(UniformDequantization(D, K))
+    x = torch.tensor([[0, 3], [2, 1]])
+    data = x.numpy().astype(dtype) if dtype is np.int32 else x.to(dtype)
+    torch.manual_seed(0)
+    expected = flow.log_prob(x.double())
+    torch.manual_seed(0)
+    torch.testing.assert_close(flow.log_prob(data), expected, rtol=0, atol=0)

@@ -131,9 +131,12 @@ class VariationalDequantization(Dequantization):
         layers: coupling layers of :math:`g`.
         hidden: hidden channels (images) or hidden width (vectors) of the coupling networks.
         blocks: residual blocks of each convolutional network (images only).
+
+    The defaults are small: on the 8×8 digits, 4 layers of 32 channels cost a third more per step and gained nothing
+    (``benchmarks/digits_images.py``).
     """
 
-    def __init__(self, event_shape: ShapeLike, levels: int, layers: int = 4, hidden: int = 32, blocks: int = 1) -> None:
+    def __init__(self, event_shape: ShapeLike, levels: int, layers: int = 2, hidden: int = 16, blocks: int = 1) -> None:
         super().__init__(event_shape, levels)
         if layers < 1 or hidden < 1:
             raise ValueError(f"VariationalDequantization needs layers >= 1 and hidden >= 1, got {layers}, {hidden}")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from ._validation import as_context, as_points, as_sample_shape
+from ._validation import as_context, as_points, as_sample_shape, as_tensor
 from .bijections.base import Bijection, Shape
 from .bijections.normalization import Standardization
 from .dequantization import Dequantization
@@ -134,6 +134,10 @@ class Flow(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """Validate data (and its context) and convert them to the flow's dtype and device; errors use the names."""
         ref = self._reference()
+        if self.dequantization is not None:
+            x = as_tensor(x, name)
+            if not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+                x = x.to(ref.dtype)  # discrete data may come as integers (uint8 pixels)
         x = as_points(x, name, self.event_shape, ref.dtype, ref.device, allow_empty)
         if self.dequantization is not None:
             self.dequantization.check(x, name)

@@ -169,7 +169,9 @@ class Glow(Preset):
         coupling: ``"affine"``, ``"additive"`` or ``"spline"`` transformers.
         activation: name of the networks' nonlinearity.
         learned_prior: factor out through a learned conditional Gaussian (else a standard normal).
-        pre_transform: ``"logit"`` or ``None`` (the paper: none, data in :math:`[0, 1)`).
+        pre_transform: ``"logit"`` (data in :math:`[0, 1]`, mapped to the real line) or ``None``, the paper's
+            choice (data in :math:`[0, 1)` enter the flow directly). The logit is the default: on the 8×8 digits it
+            gains about 0.24 bits per dimension (``benchmarks/digits_images.py``).
         alpha: the logit's margin.
         log_scale_bound: bound of each affine layer's log-scale.
         bins: spline bins.
@@ -190,12 +192,12 @@ class Glow(Preset):
         *,
         levels: int = 2,
         steps: int = 4,
-        hidden_channels: int = 64,
+        hidden_channels: int = 32,
         blocks: int = 1,
         coupling: ImageCouplingKind = "affine",
         activation: str = "relu",
         learned_prior: bool = True,
-        pre_transform: PreTransform = None,
+        pre_transform: PreTransform = "logit",
         alpha: float = 0.05,
         log_scale_bound: float = 3.0,
         bins: int = 8,
