@@ -551,8 +551,8 @@ REGISTRY: list[Case] = [
     Case("logit-image-interval", lambda c: Logit(IMAGE, -1.0, 3.0, alpha=0.0), IMAGE, atol=EXACT),
     *[
         Case(
-            f"MultiscaleRealNVP-{coupling}",
-            image_preset(MultiscaleRealNVP, levels=2, steps=1, coupling=coupling, bins=4, bound=2.0),
+            name,
+            image_preset(cls, coupling=coupling, bins=4, bound=2.0, **options),
             IMAGE,
             True,
             EXACT,
@@ -560,20 +560,17 @@ REGISTRY: list[Case] = [
             perturbation=CONV_PERTURBATION,
             float32_atol=1e-4,
         )
-        for coupling in ("affine", "additive", "spline")
-    ],
-    *[
-        Case(
-            f"Glow-{coupling}{'' if prior else '-standard-prior'}",
-            image_preset(Glow, levels=2, steps=2, coupling=coupling, learned_prior=prior, bins=4, bound=2.0),
-            IMAGE,
-            True,
-            EXACT,
-            prepare=training_passes(1),
-            perturbation=CONV_PERTURBATION,
-            float32_atol=1e-4,
-        )
-        for coupling, prior in [("affine", True), ("additive", True), ("spline", True), ("affine", False)]
+        for name, cls, coupling, options in [
+            *[
+                (f"MultiscaleRealNVP-{coupling}", MultiscaleRealNVP, coupling, {"levels": 2, "steps": 1})
+                for coupling in ("affine", "additive", "spline")
+            ],
+            *[
+                (f"Glow-{coupling}", Glow, coupling, {"levels": 2, "steps": 2})
+                for coupling in ("affine", "additive", "spline")
+            ],
+            ("Glow-affine-standard-prior", Glow, "affine", {"levels": 2, "steps": 2, "learned_prior": False}),
+        ]
     ],
     Case(
         "Glow-no-logit",
