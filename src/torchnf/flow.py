@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -280,3 +280,10 @@ class Flow(nn.Module):
         from .io import save
 
         save(self, path)
+
+    def fit_variational(self, log_target: Callable[[Tensor], Tensor], **options: Any) -> History:
+        """Fit to an unnormalized density by reverse KL (maximizing the ELBO); see
+        :func:`torchnf.variational.fit_variational` for the options."""
+        from .variational import fit_variational
+
+        return fit_variational(self, log_target, **options)

@@ -208,6 +208,9 @@ def _history(entry: Any, path: Path) -> History | None:
         raise ModelFileError(f"the training history in {path} is malformed")
     floats = ("train_loss", "val_loss", "lr")  # non-finite values were saved as strings such as "nan"
     try:
-        return History(**{k: [float(x) for x in v] if k in floats else v for k, v in entry.items()})
-    except (TypeError, ValueError):
+        values = {k: [float(x) for x in v] if k in floats else v for k, v in entry.items()}
+        if "metrics" in values:
+            values["metrics"] = {str(k): [float(x) for x in v] for k, v in values["metrics"].items()}
+        return History(**values)
+    except (AttributeError, TypeError, ValueError):
         raise ModelFileError(f"the training history in {path} is malformed") from None

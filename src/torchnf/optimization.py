@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-__all__ = ["History", "OptimizerSpec", "ScheduleSpec", "optimize"]
+__all__ = ["DivergenceGuard", "History", "OptimizerSpec", "ScheduleSpec", "optimize"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class History:
         rollbacks: steps at which repeated non-finite losses restored the last good weights and halved the rate.
         stop_reason: why training ended.
         unit: what ``step`` counts: ``"step"`` (optimizer steps) or ``"layer"`` (layers of a greedy fit).
+        metrics: further series recorded at each evaluation, by name (variational fitting records ``"elbo"``,
+            ``"beta"`` and ``"ess"``).
     """
 
     step: list[int] = field(default_factory=list)
@@ -52,11 +56,17 @@ class History:
     rollbacks: list[int] = field(default_factory=list)
     stop_reason: str = ""
     unit: str = "step"
+    metrics: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def best_val_loss(self) -> float:
         """The lowest validation loss, or ``nan`` without validation."""
         return min(self.val_loss, default=math.nan)
+
+    @property
+    def elbo(self) -> list[float]:
+        """The evidence lower bound at each evaluation of a variational fit (empty for other fits)."""
+        return self.metrics.get("elbo", [])
 
 
 def make_optimizer(spec: OptimizerSpec, params: list[Tensor], lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -134,9 +144,40 @@ def _step(loss: Tensor, params: list[Tensor], optimizer: torch.optim.Optimizer, 
     return True
 
 
+class DivergenceGuard:
+    r"""Flags a loss that jumps far above its recent level, the mark of a step about to ruin a fit.
+
+    A loss :math:`\ell` is flagged when :math:`\ell > m + k\,s` over the last ``window`` accepted losses, with
+    :math:`m` their median, :math:`s` their median absolute deviation scaled to a normal standard deviation (times
+    1.4826), floored at :math:`10^{-3}(1 + |m|)`, and :math:`k` = ``max_jump``. Nothing is flagged before ``window //
+    4`` losses are known. Losses only ever fall out of the window by age, so a genuine new level is accepted once it
+    has lasted.
+    """
+
+    def __init__(self, max_jump: float | None, window: int = 100) -> None:
+        if max_jump is not None and not max_jump > 0:
+            raise ValueError(f"max_loss_jump must be positive or None, got {max_jump}")
+        self.max_jump = max_jump
+        self.recent: deque[float] = deque(maxlen=window)
+
+    def diverged(self, loss: float) -> bool:
+        """Whether ``loss`` jumps too far; an accepted loss joins the window."""
+        if self.max_jump is not None and len(self.recent) >= self.recent.maxlen // 4:
+            median = statistics.median(self.recent)
+            spread = 1.4826 * statistics.median(abs(v - median) for v in self.recent)
+            if loss > median + self.max_jump * max(spread, 1e-3 * (1 + abs(median))):
+                return True
+        self.recent.append(loss)
+        return False
+
+
+def _unpack(result: Tensor | tuple[Tensor, dict[str, float]]) -> tuple[Tensor, dict[str, float]]:
+    return result if isinstance(result, tuple) else (result, {})
+
+
 def optimize(
     model: nn.Module,
-    batch_loss: Callable[[], Tensor],
+    batch_loss: Callable[[], Tensor | tuple[Tensor, dict[str, float]]],
     *,
     max_steps: int,
     eval_every: int,
@@ -148,48 +189,68 @@ def optimize(
     max_grad_norm: float | None = 10.0,
     patience: int | None = 10,
     max_nonfinite: int = 10,
+    max_loss_jump: float | None = None,
+    warmup: int = 0,
+    history: History | None = None,
     progress: bool | None = None,
 ) -> History:
     """Minimize ``batch_loss()`` over ``model``'s parameters; leave the model in evaluation mode.
 
     Every ``eval_every`` steps (and at the end) the mean training loss is recorded and, when ``validation_loss``
     is given, it is called in evaluation mode without gradients; the weights of the best validation loss are kept
-    and restored at the end, and ``patience`` evaluations without improvement stop the run. Without validation the
-    last weights are kept. A step with a non-finite loss or gradient is skipped; ``max_nonfinite`` of them in a row
-    restore the last good weights and halve the learning rate, and after three such rollbacks the run stops.
+    and restored at the end, and ``patience`` evaluations without improvement stop the run. Evaluations within the
+    first ``warmup`` steps (an annealing phase, whose objective is not yet the final one) neither become the best
+    nor count towards ``patience``. Without validation the last weights are kept.
+
+    ``batch_loss`` may also return ``(loss, statistics)``, a dictionary of numbers about the step: their means over
+    the steps taken since the previous evaluation are appended to :attr:`History.metrics` at each evaluation,
+    before ``validation_loss()`` is called, so that it may read them from ``history`` (the :class:`History` to
+    record into, a new one by default).
+
+    The divergence guard: a step whose loss or gradient is not finite, or (with ``max_loss_jump``) whose loss jumps
+    far above its recent level (:class:`DivergenceGuard`), is skipped; ``max_nonfinite`` of them in a row restore
+    the last good weights and halve the learning rate, and after three such rollbacks the run stops.
     """
     check_positive_ints(max_steps=max_steps, eval_every=eval_every)
     check_settings(lr, optimizer, lr_schedule, max_grad_norm, patience, max_nonfinite)
+    guard = DivergenceGuard(max_loss_jump)
+    bad = "non-finite" if max_loss_jump is None else "diverging or non-finite"
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(optimizer, params, lr, weight_decay)
     schedule = make_schedule(lr_schedule, opt, max_steps, patience or 10)
     on_plateau = isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
-    history = History()
-    good_state, best, since_best, nonfinite_run = _snapshot(model), math.inf, 0, 0
+    history = History() if history is None else history
+    good_state, best, since_best, bad_run = _snapshot(model), math.inf, 0, 0
     interval: list[float] = []
+    statistics_interval: dict[str, list[float]] = {}
     model.train()
     with tqdm(total=max_steps, disable=None if progress is None else not progress, unit="step") as bar:
         for step in range(1, max_steps + 1):
-            loss = batch_loss()
-            if _step(loss, params, opt, max_grad_norm):
-                nonfinite_run = 0
-                interval.append(float(loss.detach()))
+            loss, step_statistics = _unpack(batch_loss())
+            value = float(loss.detach())
+            for name in step_statistics:  # every evaluation records every statistic, if only as nan
+                statistics_interval.setdefault(name, [])
+            if not (math.isfinite(value) and guard.diverged(value)) and _step(loss, params, opt, max_grad_norm):
+                bad_run = 0
+                interval.append(value)
+                for name, number in step_statistics.items():
+                    statistics_interval[name].append(number)
             else:
                 history.skipped_steps += 1
-                nonfinite_run += 1
-                if nonfinite_run == max_nonfinite:
+                bad_run += 1
+                if bad_run == max_nonfinite:
                     model.load_state_dict(good_state)
                     for group in opt.param_groups:
                         group["lr"] *= 0.5
                     opt.state.clear()
                     history.rollbacks.append(step)
-                    nonfinite_run = 0
+                    bad_run = 0
                     logger.warning(
-                        "%d non-finite losses in a row: restored the last good weights, halved lr", max_nonfinite
+                        "%d %s losses in a row: restored the last good weights, halved lr", max_nonfinite, bad
                     )
                     if len(history.rollbacks) == MAX_ROLLBACKS:
-                        history.stop_reason = f"non-finite losses persisted after {MAX_ROLLBACKS} rollbacks"
+                        history.stop_reason = f"{bad} losses persisted after {MAX_ROLLBACKS} rollbacks"
                         break
             if schedule is not None and not on_plateau:
                 schedule.step()
@@ -201,6 +262,9 @@ def optimize(
             history.train_loss.append(sum(interval) / len(interval) if interval else math.nan)
             history.lr.append(opt.param_groups[0]["lr"])
             interval = []
+            for name, numbers in statistics_interval.items():
+                history.metrics.setdefault(name, []).append(sum(numbers) / len(numbers) if numbers else math.nan)
+                numbers.clear()
             if validation_loss is None:
                 if math.isfinite(history.train_loss[-1]):
                     good_state, history.best_step = _snapshot(model), step
@@ -214,7 +278,9 @@ def optimize(
             bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}", val=f"{val:.4f}")
             if on_plateau:
                 schedule.step(val)
-            if val < best:
+            if step <= warmup:
+                good_state, history.best_step = _snapshot(model), step  # the last good weights, should all fail
+            elif val < best:
                 good_state, best, since_best, history.best_step = _snapshot(model), val, 0, step
             else:
                 since_best += 1
