@@ -371,9 +371,9 @@ def test_bad_targets_are_refused() -> None:
     flow = gaussian_flow(2, 1.0)
     with pytest.raises(ValueError, match=r"shape \(5,\).*got shape \(5, 1\)"):
         log_weights(flow, lambda x: gaussian_target()(x)[:, None], 5)
-    with pytest.raises(ValueError, match="log_target returned 5 NaN"):
+    with pytest.raises(ValueError, match="log_target returned nan for 5 of 5 points"):
         log_weights(flow, lambda x: torch.full((x.shape[0],), math.nan), 5)
-    with pytest.raises(ValueError, match="log_target returned 1 NaN or \\+inf"):
+    with pytest.raises(ValueError, match="log_target returned inf for 1 of 5 points"):
         log_weights(flow, lambda x: torch.where(torch.arange(x.shape[0]) == 2, math.inf, 0.0).double(), 5)
     with pytest.raises(TypeError, match="tensor"):
         log_weights(flow, lambda x: x.sum(-1).numpy(), 5)
@@ -392,9 +392,9 @@ def test_bad_targets_are_refused() -> None:
 
 def test_bad_flows_and_sizes_are_refused() -> None:
     target = gaussian_target()
-    with pytest.raises(ValueError, match="dequantization"):
+    with pytest.raises(ValueError, match="dequantized"):
         log_weights(Flow(RealNVP(2), dequantization=UniformDequantization(2, 4)), target, 5)
-    with pytest.raises(ValueError, match="conditional"):
+    with pytest.raises(ValueError, match="unconditional flow"):
         log_weights(Flow(RealNVP(2, context_shape=3)), target, 5)
     with pytest.raises(TypeError, match="Flow"):
         log_weights(RealNVP(2), target, 5)  # type: ignore[arg-type]

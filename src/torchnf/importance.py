@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from .optimization import check_positive_ints
 from .psis import check_enough_draws, check_log_weights, pareto_k_threshold, pareto_khat, pareto_smooth
+from .targets.checks import check_density_flow, check_log_target, evaluate_log_target
 
 if TYPE_CHECKING:
     from .flow import Flow
@@ -62,24 +63,6 @@ __all__ = [
 ]
 
 # -- validation ----------------------------------------------------------------------------------------------------
-
-
-def _check_flow(flow: Any) -> None:
-    """Refuse what is not an unconditional, continuous :class:`~torchnf.flow.Flow`."""
-    from .flow import Flow
-
-    if not isinstance(flow, Flow):
-        raise TypeError(f"flow must be a torchnf Flow, got {type(flow).__name__}")
-    if flow.dequantization is not None:
-        raise ValueError(
-            "flow has a dequantization: its samples are discrete and its log_prob a lower bound, so its importance "
-            "weights against a density are not defined; use a flow over continuous data (dequantization=None)"
-        )
-    if flow.context_shape is not None:
-        raise ValueError(
-            f"flow is conditional (context_shape {tuple(flow.context_shape)}); importance sampling here needs an "
-            "unconditional flow, one distribution q(x) to compare with the target"
-        )
 
 
 # -- sampling ------------------------------------------------------------------------------------------------------
@@ -113,15 +96,9 @@ def log_weights(flow: Flow, log_target: LogDensity, n: int, *, batch_size: int =
         >>> x.shape, log_w.shape
         (torch.Size([10, 2]), torch.Size([10]))
     """
-    _check_flow(flow)
-    if not callable(log_target):
-        raise TypeError(f"log_target must be callable (points to log-densities), got {type(log_target).__name__}")
+    check_density_flow(flow, "importance sampling")
+    check_log_target(log_target, flow.event_shape)
     check_positive_ints(n=n, batch_size=batch_size)
-    target_shape = getattr(log_target, "event_shape", None)
-    if isinstance(target_shape, tuple) and tuple(target_shape) != tuple(flow.event_shape):
-        raise ValueError(
-            f"log_target has event_shape {tuple(target_shape)} but the flow's is {tuple(flow.event_shape)}"
-        )
     draws: list[Tensor] = []
     weights: list[Tensor] = []
     was_training = flow.training
@@ -131,8 +108,7 @@ def log_weights(flow: Flow, log_target: LogDensity, n: int, *, batch_size: int =
             for start in range(0, n, batch_size):
                 size = min(batch_size, n - start)
                 x, log_q = flow.sample_and_log_prob(size)
-                log_p = log_target(x)
-                _check_target_output(log_p, x, size)
+                log_p = evaluate_log_target(log_target, x)
                 if not bool(torch.isfinite(log_q).all()):
                     raise ValueError(
                         "the flow's log-density of its own samples is not finite (NaN or infinite); the flow is "
@@ -143,25 +119,6 @@ def log_weights(flow: Flow, log_target: LogDensity, n: int, *, batch_size: int =
     finally:
         flow.train(was_training)
     return torch.cat(draws), torch.cat(weights)
-
-
-def _check_target_output(log_p: Any, x: Tensor, size: int) -> None:
-    if not isinstance(log_p, Tensor):
-        raise TypeError(f"log_target must return a tensor of shape ({size},), got {type(log_p).__name__}")
-    if log_p.shape != (size,):
-        raise ValueError(
-            f"log_target must return one log-density per point, shape ({size},), for points of shape "
-            f"{tuple(x.shape)}; got shape {tuple(log_p.shape)}"
-        )
-    if log_p.is_complex() or not log_p.is_floating_point():
-        raise TypeError(f"log_target must return real floating-point values, got dtype {log_p.dtype}")
-    bad = torch.isnan(log_p) | (log_p == math.inf)
-    if bool(bad.any()):
-        first = int(bad.nonzero()[0, 0])
-        raise ValueError(
-            f"log_target returned {int(bad.sum())} NaN or +inf value(s) out of {size} (e.g. {float(log_p[first])} "
-            f"at the point {x[first].tolist()}); an unnormalized log-density must be finite or -inf"
-        )
 
 
 # -- plain importance-sampling estimates ---------------------------------------------------------------------------

@@ -21,54 +21,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from .optimization import History, OptimizerSpec, ScheduleSpec, check_positive_ints, check_settings, optimize
+from .targets.checks import check_density_flow, check_log_target, evaluate_log_target
 from .training import regularization_loss
 
 if TYPE_CHECKING:
     from .flow import Flow
 
-__all__ = ["check_variational_flow", "evaluate_log_target", "fit_variational"]
-
-
-def check_variational_flow(flow: Flow, log_target: Any, what: str) -> None:
-    """Refuse a flow and target that ``what`` (a function name, for the message) cannot use together."""
-    name = type(flow.bijection).__name__
-    if flow.dequantization is not None:
-        raise ValueError(f"{what} needs a continuous flow; this one is dequantized (discrete samples have no density)")
-    if flow.context_shape is not None:
-        raise ValueError(f"{what} takes an unconditional flow; {name} expects a context of shape {flow.context_shape}")
-    if not callable(log_target):
-        raise TypeError(f"log_target must be callable, log_target(x) -> log-density; got {type(log_target).__name__}")
-    shape = getattr(log_target, "event_shape", None)
-    if shape is not None and tuple(shape) != tuple(flow.event_shape):
-        raise ValueError(
-            f"log_target's event_shape {tuple(shape)} differs from the flow's event_shape {tuple(flow.event_shape)}"
-        )
-
-
-def evaluate_log_target(log_target: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """``log_target(x)`` for points ``(n, *event_shape)``, checked: shape ``(n,)``, floating, no NaN or
-    :math:`+\\infty` (:math:`-\\infty`, zero density, is allowed)."""
-    value = log_target(x)
-    n = x.shape[0]
-    if not isinstance(value, Tensor) or value.shape != (n,) or not value.is_floating_point():
-        got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-        raise ValueError(
-            f"log_target must map points of shape {tuple(x.shape)} to a floating tensor of shape ({n},); got {got}"
-        )
-    bad = torch.isnan(value) | (value == math.inf)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0])
-        raise ValueError(
-            f"log_target returned {float(value[i].detach())} for {int(bad.sum())} of {n} points (e.g. at "
-            f"{x[i].tolist()}); a log-density must be finite or -inf"
-        )
-    return value
+__all__ = ["fit_variational"]
 
 
 def fit_variational(
@@ -136,7 +101,8 @@ def fit_variational(
         >>> bool(abs(flow.sample(2000).mean() - 1.0) < 0.1)
         True
     """
-    check_variational_flow(flow, log_target, "fit_variational")
+    check_density_flow(flow, "fit_variational")
+    check_log_target(log_target, flow.event_shape)
     check_positive_ints(steps=steps, samples=samples, eval_every=eval_every)
     check_settings(lr, optimizer, lr_schedule, max_grad_norm, patience, max_nonfinite)
     if isinstance(annealing_steps, bool) or not isinstance(annealing_steps, int) or annealing_steps < 0:

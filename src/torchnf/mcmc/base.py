@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from ..targets.checks import check_density_flow, evaluate_log_target
+
 if TYPE_CHECKING:
     from ..flow import Flow
     from ..targets.base import LogDensity
@@ -93,20 +95,7 @@ class Sampler:
 
 def check_flow(flow: Any) -> Flow:
     """Refuse what cannot serve as a proposal or a transport map: a dequantized or a conditional flow."""
-    from ..flow import Flow
-
-    if not isinstance(flow, Flow):
-        raise TypeError(f"flow must be a torchnf.Flow, got {type(flow).__name__}")
-    if flow.dequantization is not None:
-        raise ValueError(
-            "flow is dequantized: its samples are discrete and its log_prob is a bound, but MCMC needs a continuous "
-            "density; use a flow without dequantization"
-        )
-    if flow.context_shape is not None:
-        raise ValueError(
-            f"flow is conditional (context_shape {tuple(flow.context_shape)}); MCMC needs an unconditional flow"
-        )
-    return flow
+    return check_density_flow(flow, "MCMC")
 
 
 @contextmanager
@@ -128,15 +117,9 @@ def frozen(flow: Flow) -> Iterator[Flow]:
 
 
 def evaluate(log_target: LogDensity, x: Tensor) -> Tensor:
-    """``log_target(x)`` for points ``(chains, *shape)``, checked to be one value per chain, in ``x``'s dtype."""
-    out = log_target(x)
-    if not isinstance(out, Tensor) or out.shape != x.shape[:1]:
-        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ValueError(
-            f"log_target must return a tensor of shape ({x.shape[0]},), one log-density per chain, for points of "
-            f"shape {tuple(x.shape)}; got {shape}"
-        )
-    return out.to(x.dtype)
+    """``log_target(x)`` for points ``(chains, *shape)``, checked to be one value per chain, in ``x``'s dtype (NaN
+    and infinities pass: the Metropolis test rejects them)."""
+    return evaluate_log_target(log_target, x, strict=False).to(x.dtype)
 
 
 def value_and_grad(log_target: LogDensity, x: Tensor) -> tuple[Tensor, Tensor]:
