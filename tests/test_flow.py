@@ -182,3 +182,18 @@ def test_calling_the_flow_is_log_prob(conditional: bool) -> None:
     x = torch.randn(10, D)
     context = torch.randn(10, C) if conditional else None
     assert torch.equal(flow(x, context), flow.log_prob(x, context))
+
+
+def test_deep_copy_is_an_independent_equal_flow() -> None:
+    """``copy.deepcopy`` (as FlowMCMC's docs advise before refitting) copies weights, config and standardization."""
+    import copy
+
+    flow = perturb(small_flow())
+    flow.standardization.fit(torch.randn(50, D) * 3 + 1)
+    twin = copy.deepcopy(flow)
+    x = torch.randn(7, D)
+    torch.testing.assert_close(twin.log_prob(x), flow.log_prob(x))
+    assert twin.bijection.config == flow.bijection.config
+    with torch.no_grad():
+        next(twin.parameters()).add_(1.0)
+    assert not torch.equal(twin.log_prob(x), flow.log_prob(x))

@@ -27,7 +27,10 @@ class Configurable:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         self = super().__new__(cls)
-        bound = inspect.signature(cls.__init__).bind(self, *args, **kwargs)
+        try:
+            bound = inspect.signature(cls.__init__).bind(self, *args, **kwargs)
+        except TypeError:  # copy.deepcopy and pickle create the object bare and restore its __dict__, _config too;
+            return self  # a call with wrong arguments fails in __init__ with Python's own message
         bound.apply_defaults()
         object.__setattr__(self, "_config", {k: v for k, v in bound.arguments.items() if k != "self"})
         return self
