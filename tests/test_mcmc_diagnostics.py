@@ -1,4 +1,4 @@
-"""Convergence diagnostics of MCMC chains (:mod:`torchnf.mcmc.diagnostics`).
+"""Convergence diagnostics of MCMC chains (:mod:`torchnf.mcmc.diagnostics`, :mod:`torchnf.mcmc.summaries`).
 
 Three kinds of check: statistical (i.i.d. and AR(1) chains, whose effective sample size is known; chains off target,
 which R-hat must flag), exact (the vectorized Geyer truncation against a plain loop over the definition, and against
@@ -17,7 +17,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from torchnf.mcmc.diagnostics import ChainSummary, effective_sample_size, rhat, summary, to_arviz
+from torchnf.mcmc.diagnostics import effective_sample_size, rhat
+from torchnf.mcmc.summaries import ChainSummary, summary, to_arviz
 
 
 def gen(seed: int) -> torch.Generator:

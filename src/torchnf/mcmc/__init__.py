@@ -32,16 +32,19 @@ Example:
 from .adaptation import DualAveraging, LocalKernel, initial_step_size
 from .base import Sampler, State
 from .chains import Chains
+from .diagnostics import effective_sample_size, rhat
 from .flow_mcmc import FlowMCMC
 from .hmc import HMC
 from .independent import IndependentMetropolisHastings
 from .mala import MALA
 from .neutra import NeuTra
 from .sample import sample
+from .summaries import ChainSummary, summary, to_arviz
 
 __all__ = [
     "HMC",
     "MALA",
+    "ChainSummary",
     "Chains",
     "DualAveraging",
     "FlowMCMC",
@@ -50,17 +53,10 @@ __all__ = [
     "NeuTra",
     "Sampler",
     "State",
+    "effective_sample_size",
     "initial_step_size",
+    "rhat",
     "sample",
+    "summary",
+    "to_arviz",
 ]
-
-_DIAGNOSTICS = ("effective_sample_size", "rhat", "summary", "to_arviz")
-
-
-def __getattr__(name: str) -> object:
-    """The functions of :mod:`torchnf.mcmc.diagnostics`, imported on first use."""
-    if name in _DIAGNOSTICS:
-        from . import diagnostics
-
-        return getattr(diagnostics, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -106,15 +106,15 @@ class Chains:
 
     def summary(self, names: Sequence[str] | None = None) -> Any:
         """A table of the mean, spread, ESS and :math:`\\hat R` of each coordinate (printable); see
-        :func:`torchnf.mcmc.diagnostics.summary`."""
-        from .diagnostics import summary
+        :func:`torchnf.mcmc.summaries.summary`."""
+        from .summaries import summary
 
         return summary(self.samples, names=names)
 
     def to_arviz(self, names: Sequence[str] | None = None) -> Any:
         """An ArviZ ``InferenceData`` with the draws, their log-densities and the acceptance probabilities of each
-        draw; see :func:`torchnf.mcmc.diagnostics.to_arviz`."""
-        from .diagnostics import to_arviz
+        draw; see :func:`torchnf.mcmc.summaries.to_arviz`."""
+        from .summaries import to_arviz
 
         per_draw: dict[str, Tensor] = self.info.get("accept_prob", {})
         if len(per_draw) == 1:
