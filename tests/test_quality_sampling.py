@@ -153,3 +153,23 @@ def test_logistic_regression_posterior_agrees_with_a_long_hmc_run() -> None:
     x, log_w = log_weights(flow, target, 20_000)
     error = (expectation(x, log_w) - reference.mean()) / reference.variance().sqrt()
     assert float(error.abs().max()) < 0.1
+
+
+@pytest.mark.slow
+def test_many_well_annealed_fit_and_flow_mcmc_weigh_every_well() -> None:
+    """Four modes of unequal mass (each double well puts 84.43% of its mass on the right): annealed reverse KL
+    reaches every mode but misweighs them (the flow puts 89% and 93% on the right at seed 0); FlowMCMC corrects the
+    weights to within 0.02 (seed 0: 0.845 and 0.841). IS log Z within 4 standard errors (seed 0: 0.008 ± 0.007).
+    At 8 dimensions (16 modes) the same fit collapses onto the heaviest mode, and flow MCMC cannot repair what the
+    flow never proposes."""
+    from torchnf.targets import ManyWell
+
+    target = ManyWell(dim=4)
+    torch.manual_seed(0)
+    flow = Flow(RealNVP(4, layers=6, hidden=(64, 64)))
+    flow.fit_variational(target, steps=3000, annealing_steps=1500, seed=0, patience=None, progress=False)
+    check_log_normalizer(flow, target)
+    chains = sample(target, FlowMCMC(flow, local_steps=5), chains=64, draws=500, warmup=200, seed=0, progress=False)
+    right = (chains.flatten()[:, 0::2] > 0).double().mean(0)
+    torch.testing.assert_close(right, torch.full((2,), 0.8443, dtype=torch.float64), atol=0.02, rtol=0)
+    assert float(chains.rhat().max()) < 1.02
