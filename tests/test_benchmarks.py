@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import runpy
 from pathlib import Path
@@ -61,3 +62,27 @@ def test_floor_runs(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monk
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| MAF |", "| CouplingRQNSF |"))]
     assert [row.split("|")[1].strip() for row in rows] == ["MAF", "CouplingRQNSF"]
     assert all(float(cell) > 0 for row in rows for cell in row.strip("|").split("|")[2:]), rows
+
+
+@pytest.mark.usefixtures("one_thread")  # tiny chains: threads only add synchronization
+def test_sampling_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """Five variational steps and ten draws on the 2-D mixture: the fit's table, then one row per sampler with an
+    acceptance, timings, a positive ESS, an R-hat, errors and the right-mode weight."""
+    module = runpy.run_path(str(BENCHMARKS / "sampling.py"))
+    module["main"](5, 10, ["mixture-2d"])
+    out = capsys.readouterr().out
+    assert out.startswith("### mixture-2d: GaussianMixture")
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| ")]
+    fit = next(row for row in rows if row[0] == "mixture-2d")
+    assert fit[2] == "5 (5)" and fit[6] == "0.000" and 0 <= float(fit[7]) <= 1, fit
+    samplers = [row for row in rows if row[0] in ("MALA", "HMC", "IMH", "NeuTra-HMC", "FlowMCMC", "FlowMCMC, no refit")]
+    assert [row[0] for row in samplers] == ["MALA", "HMC", "IMH", "NeuTra-HMC", "FlowMCMC", "FlowMCMC, no refit"]
+    for row in samplers:
+        assert all(0 <= float(rate) <= 1 for rate in row[1].split(" / ")), row
+        assert float(row[4].replace(",", "")) > 0 and float(row[7]) >= 0.9, row
+        assert all(math.isfinite(float(cell.replace(",", ""))) for cell in row[2:]), row
+        assert 0 <= float(row[10]) <= 1, row
+    assert len(samplers[4][1].split(" / ")) == 2  # FlowMCMC: local moves and flow jumps
+    assert "16 chains, 10 draws, 5 warm-up iterations" in out
+    with pytest.raises(SystemExit, match="unknown target"):
+        module["main"](5, 10, ["no-such-target"])

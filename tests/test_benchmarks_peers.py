@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--dims", "2", "--layers", "1", "--hidden", "8", "--threads", "1"]
 SPEED = ["speed", *TINY, "--repeats", "1", "--sample-repeats", "1", "--warmup", "1", "--in-process"]
 MODELS = ("MAF", "RealNVP", "CouplingRQNSF", "MaskedAutoregressiveRQNSF")
+VARIATIONAL = ["--steps", "3", "--targets", "U1", "--models", "RealNVP", "--layers", "1", "--hidden", "8"]
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +161,44 @@ def test_compiled_torchnf_has_its_own_column(peers: ModuleType, capsys: pytest.C
     (row,) = _rows(report, "log_prob of a batch")
     assert row[:2] == ["RealNVP", "2"] and all(re.fullmatch(r"\d[\d,.]*", cell) for cell in row[2:4])
     assert row[4:] == ["-", "-"]
+
+
+def _variational_rows(report: str) -> list[list[str]]:
+    """The rows of the reverse-KL comparison's table (all RealNVP here)."""
+    lines = [line for line in report.splitlines() if line.startswith("| RealNVP |")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+
+
+def _check_variational_row(row: list[str]) -> None:
+    """A step time, no skipped step, and diagnostics in range: the ELBO below the log Z of the same draws."""
+    assert float(row[3]) > 0 and float(row[4]) >= 0 and row[5] == "0", row
+    elbo, log_z = (float(cell.split(" ± ")[0]) for cell in row[6:8])
+    assert elbo <= log_z + 1e-3 and 0 < float(row[8]) <= 1 and re.fullmatch(r"-?\d+\.\d\d", row[9]), row
+
+
+def test_variational_torchnf_alone(peers: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without peers: fit_variational and the plain loop each give a row, with the same parameter count."""
+    from benchmarks import peers_variational
+
+    assert peers_variational.main([*VARIATIONAL, "--libraries"]) == 0
+    report = capsys.readouterr().out
+    assert "- command: `.venv/bin/python -m benchmarks.peers_variational --steps 3" in report
+    assert "### U1: RezendePotential(name='U1'), true log Z 1.8775" in report
+    rows = _variational_rows(report)
+    assert [row[1] for row in rows] == ["fit_variational", "torchnf loop"]
+    assert all(row[2] == "34" for row in rows), rows
+    for row in rows:
+        _check_variational_row(row)
+
+
+@pytest.mark.parametrize("peer", ["zuko", "nflows", "normflows", "torchflows"])
+def test_variational_with_a_peer(peer: str, peers: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    """With an installed peer: its plain reverse-KL loop gives a row with as many parameters as torchnf's."""
+    pytest.importorskip(peer)
+    from benchmarks import peers_variational
+
+    assert peers_variational.main([*VARIATIONAL, "--libraries", peer]) == 0
+    rows = _variational_rows(capsys.readouterr().out)
+    assert [row[1] for row in rows] == ["fit_variational", "torchnf loop", peer]
+    assert len({row[2] for row in rows}) == 1, rows
+    _check_variational_row(rows[-1])
