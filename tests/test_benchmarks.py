@@ -75,8 +75,8 @@ def test_sampling_runs(capsys: pytest.CaptureFixture[str]) -> None:
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| ")]
     fit = next(row for row in rows if row[0] == "mixture-2d")
     assert fit[2] == "5 (5)" and fit[6] == "0.000" and 0 <= float(fit[7]) <= 1, fit
-    samplers = [row for row in rows if row[0] in ("MALA", "HMC", "IMH", "NeuTra-HMC", "FlowMCMC", "FlowMCMC, no refit")]
-    assert [row[0] for row in samplers] == ["MALA", "HMC", "IMH", "NeuTra-HMC", "FlowMCMC", "FlowMCMC, no refit"]
+    samplers = [row for row in rows if row[0] in ("MALA", "HMC", "IMH", "NeuTra-HMC", "FlowMCMC", "FlowMCMC, refit")]
+    assert [row[0] for row in samplers] == ["MALA", "HMC", "IMH", "NeuTra-HMC", "FlowMCMC", "FlowMCMC, refit"]
     for row in samplers:
         assert all(0 <= float(rate) <= 1 for rate in row[1].split(" / ")), row
         assert float(row[4].replace(",", "")) > 0 and float(row[7]) >= 0.9, row

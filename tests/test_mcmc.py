@@ -152,7 +152,7 @@ def test_flow_mcmc_balances_two_modes_that_mala_cannot_leave() -> None:
     local = sample(two_modes, MALA(), chains=16, draws=200, warmup=100, initial=start, seed=0, progress=False)
     assert float((local.samples[..., 0] > 0).float().mean()) == 0.0  # never leaves the mode it started in
 
-    sampler = FlowMCMC(wide_flow(), local_steps=5, refit_steps=10)
+    sampler = FlowMCMC(wide_flow(), local_steps=5, refit=True, refit_steps=10)
     chains = sample(two_modes, sampler, chains=16, draws=200, warmup=150, initial=start, seed=0, progress=False)
     weight = float((chains.samples[..., 0] > 0).float().mean())
     assert abs(weight - 0.5) < 0.1
@@ -180,7 +180,7 @@ def test_kernels_reject_proposals_outside_the_support() -> None:
 
 
 def test_seed_reproduces_a_run_and_leaves_the_global_generator_alone() -> None:
-    samplers = [FlowMCMC(wide_flow(), local_steps=2, refit_every=5, refit_steps=2) for _ in range(2)]  # equal flows
+    samplers = [FlowMCMC(wide_flow(), local_steps=2, refit=True, refit_every=5, refit_steps=2) for _ in range(2)]
     torch.manual_seed(123)
     state = torch.get_rng_state()
     runs = [sample(two_modes, sampler, chains=4, draws=10, warmup=10, seed=7, progress=False) for sampler in samplers]

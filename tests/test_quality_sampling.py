@@ -70,7 +70,7 @@ def test_funnel_flow_mcmc_moments(funnel_flow: tuple[NealFunnel, Flow], sampler:
     weights (log Z standard error 0.023 against 0.004-0.008 for the others).
     """
     target, flow = funnel_flow
-    kernel = NeuTra(flow, kernel=HMC(leapfrog_steps=5)) if sampler == "neutra" else FlowMCMC(flow, refit=False)
+    kernel = NeuTra(flow, kernel=HMC(leapfrog_steps=5)) if sampler == "neutra" else FlowMCMC(flow)
     chains = sample(target, kernel, chains=32, draws=500, warmup=200, seed=0, progress=False)
     v = chains.samples[..., 0].flatten()
     mean_tolerance, sd_tolerance, quantile_tolerance, rhat_tolerance = FUNNEL_TOLERANCES[sampler]
@@ -144,7 +144,7 @@ def test_logistic_regression_posterior_agrees_with_a_long_hmc_run() -> None:
         progress=False,
     )
     assert float(reference.rhat().max()) < 1.01
-    for sampler in (FlowMCMC(flow, local_steps=5, refit=False), NeuTra(flow, HMC(leapfrog_steps=5))):
+    for sampler in (FlowMCMC(flow, local_steps=5), NeuTra(flow, HMC(leapfrog_steps=5))):
         chains = sample(target, sampler, chains=32, draws=500, warmup=200, seed=0, progress=False)
         standard_error = (chains.variance() / chains.ess() + reference.variance() / reference.ess()).sqrt()
         assert float(((chains.mean() - reference.mean()) / standard_error).abs().max()) < 4.5, sampler

@@ -232,7 +232,7 @@ def test_cuda_end_to_end() -> None:
         HMC(leapfrog_steps=3),
         IndependentMetropolisHastings(flow),
         NeuTra(flow),
-        FlowMCMC(flow, local_steps=2, refit_steps=5),
+        FlowMCMC(flow, local_steps=2, refit=True, refit_steps=5),
     ):
         first = sample(target, sampler, chains=8, draws=20, warmup=10, initial=start, seed=1, progress=False)
         again = sample(target, sampler, chains=8, draws=20, warmup=10, initial=start, seed=1, progress=False)

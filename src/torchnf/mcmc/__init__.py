@@ -9,8 +9,8 @@ whatever the quality of the flow (a poor flow costs efficiency, not correctness)
 * :class:`IndependentMetropolisHastings`: the flow as an independent proposal.
 * :class:`NeuTra`: a local kernel in the flow's latent space, where a fitted flow has removed the target's bad
   geometry (Hoffman et al. 2019).
-* :class:`FlowMCMC`: local moves interleaved with flow jumps, the flow refitted on the chains during warm-up
-  (Gabrié, Rotskoff and Vanden-Eijnden 2022): it crosses between modes that local kernels cannot.
+* :class:`FlowMCMC`: local moves interleaved with flow jumps, the flow optionally refitted on the chains during
+  warm-up (Gabrié, Rotskoff and Vanden-Eijnden 2022): it crosses between modes that local kernels cannot.
 
 All chains run together, vectorized; the result is a :class:`Chains` of draws ``(draws, chains, *event_shape)``
 with acceptance rates and diagnostics (:mod:`torchnf.mcmc.diagnostics`).
@@ -23,8 +23,8 @@ Example:
     >>> def log_target(x):  # two modes at -2 and +2
     ...     return torch.logaddexp(-0.5 * (x + 2).square(), -0.5 * (x - 2).square()).sum(-1)
     >>> flow = Flow(ElementwiseAffine(1))
-    >>> chains = sample(log_target, FlowMCMC(flow, local_steps=2, refit_steps=5), chains=8, draws=50, warmup=20,
-    ...                 seed=0, progress=False)
+    >>> sampler = FlowMCMC(flow, local_steps=2, refit=True, refit_steps=5)
+    >>> chains = sample(log_target, sampler, chains=8, draws=50, warmup=20, seed=0, progress=False)
     >>> chains.samples.shape
     torch.Size([50, 8, 1])
 """
