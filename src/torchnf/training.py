@@ -7,7 +7,7 @@ shared loop :func:`torchnf.optimization.optimize`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -21,7 +21,7 @@ from .optimization import History, OptimizerSpec, ScheduleSpec, check_positive_i
 if TYPE_CHECKING:
     from .flow import Flow
 
-__all__ = ["FitMethod", "History", "evaluate", "fit", "regularization_loss"]
+__all__ = ["FitMethod", "History", "bijections_of", "evaluate", "fit", "regularization_loss"]
 
 FitMethod = Literal["auto", "greedy", "gradient"]
 
@@ -200,10 +200,12 @@ def fit(
     batches = _batches(n_train, batch_size, generator, x.device)
     log_prob = compiled_log_prob(flow) if compile else flow.unchecked_log_prob
 
+    bijections = bijections_of(flow)
+
     def batch_loss() -> Tensor:
         idx = next(batches)
         loss = -log_prob(x_train[idx], None if c_train is None else c_train[idx]).mean()
-        return loss + regularization_loss(flow)
+        return loss + regularization_loss(flow, bijections)
 
     if standardize and not flow.standardization.fitted and n_train >= 2:
         flow.standardization.fit(x_train)
@@ -289,16 +291,22 @@ def _fit_greedy(
     return history
 
 
-def regularization_loss(flow: Flow) -> Tensor | float:
+def regularization_loss(flow: Flow, bijections: Sequence[Bijection] | None = None) -> Tensor | float:
     """The sum of the penalties that the flow's bijections recorded in :attr:`Bijection.regularization` during the
-    last call, which it clears (0 when there are none)."""
+    last call, which it clears (0 when there are none). A training loop passes ``bijections``, the flow's
+    bijections listed once (:func:`bijections_of`), instead of walking every module at each step."""
     total: Tensor | float = 0.0
-    for module in flow.modules():
-        penalty = getattr(module, "regularization", None)
-        if isinstance(module, Bijection) and penalty is not None:
+    for module in bijections_of(flow) if bijections is None else bijections:
+        penalty = module.regularization
+        if penalty is not None:
             total = total + penalty
             module.regularization = None
     return total
+
+
+def bijections_of(flow: Flow) -> list[Bijection]:
+    """Every :class:`Bijection` among the flow's modules (those that may record a regularization)."""
+    return [module for module in flow.modules() if isinstance(module, Bijection)]
 
 
 def compiled_log_prob(flow: Flow) -> Callable[[Tensor, Tensor | None], Tensor]:

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .optimization import History, OptimizerSpec, ScheduleSpec, check_positive_ints, check_settings, optimize
 from .targets.checks import check_density_flow, check_log_target, evaluate_log_target
-from .training import regularization_loss
+from .training import bijections_of, regularization_loss
 
 if TYPE_CHECKING:
     from .flow import Flow
@@ -114,6 +114,7 @@ def fit_variational(
 
     step = 0
     history = History()
+    bijections = bijections_of(flow)
 
     def batch_loss() -> tuple[Tensor, dict[str, float]]:
         nonlocal step
@@ -124,7 +125,7 @@ def fit_variational(
         log_w = (log_p - log_q).detach()
         ess = 2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)
         statistics = {"elbo": float(log_w.mean()), "beta": beta, "ess": float(ess.exp()) / samples}
-        return (log_q - beta * log_p).mean() + regularization_loss(flow), statistics
+        return (log_q - beta * log_p).mean() + regularization_loss(flow, bijections), statistics
 
     def smoothed_negative_elbo() -> float:  # the mean over the steps since the previous evaluation
         elbo = history.elbo[-1] if history.elbo else math.nan
