@@ -65,14 +65,11 @@ class Banana(Target):
 
     @property
     def mean(self) -> Tensor:
-        ref = self._reference()
-        return torch.zeros(self.dim, dtype=ref.dtype, device=ref.device)
+        return self._as_tensor([0.0] * self.dim)
 
     @property
     def variance(self) -> Tensor:
-        ref = self._reference()
-        values = [self.scale**2, 1 + 2 * self.curvature**2 * self.scale**4] + [1.0] * (self.dim - 2)
-        return torch.tensor(values, dtype=ref.dtype, device=ref.device)
+        return self._as_tensor([self.scale**2, 1 + 2 * self.curvature**2 * self.scale**4] + [1.0] * (self.dim - 2))
 
     def sample(self, n: int | Sequence[int], generator: torch.Generator | None = None) -> Tensor:
         ref = self._reference()

@@ -103,6 +103,11 @@ class Target(nn.Module):
                 f"by the event shape {tuple(self.event_shape)}; got shape {tuple(x.shape)}"
             )
 
+    def _as_tensor(self, values: Sequence[float] | float) -> Tensor:
+        """``values`` as a tensor in the target's dtype and on its device (for the known moments)."""
+        ref = self._reference()
+        return torch.as_tensor(values, dtype=ref.dtype, device=ref.device)
+
     def extra_repr(self) -> str:
         log_z = self.log_normalizer
         known = "" if log_z is None else f", log_normalizer={log_z:.4g}"

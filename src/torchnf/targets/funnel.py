@@ -64,14 +64,11 @@ class NealFunnel(Target):
 
     @property
     def mean(self) -> Tensor:
-        ref = self._reference()
-        return torch.zeros(self.dim, dtype=ref.dtype, device=ref.device)
+        return self._as_tensor([0.0] * self.dim)
 
     @property
     def variance(self) -> Tensor:
-        ref = self._reference()
-        values = [self.scale**2] + [math.exp(0.5 * self.scale**2)] * (self.dim - 1)
-        return torch.tensor(values, dtype=ref.dtype, device=ref.device)
+        return self._as_tensor([self.scale**2] + [math.exp(0.5 * self.scale**2)] * (self.dim - 1))
 
     def sample(self, n: int | Sequence[int], generator: torch.Generator | None = None) -> Tensor:
         ref = self._reference()

@@ -125,13 +125,11 @@ class RezendePotential(Target):
 
     @property
     def mean(self) -> Tensor:
-        ref = self._reference()
-        return torch.tensor(_quadrature(self.name)[1], dtype=ref.dtype, device=ref.device)
+        return self._as_tensor(_quadrature(self.name)[1])
 
     @property
     def variance(self) -> Tensor:
-        ref = self._reference()
-        return torch.tensor(_quadrature(self.name)[2], dtype=ref.dtype, device=ref.device)
+        return self._as_tensor(_quadrature(self.name)[2])
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
