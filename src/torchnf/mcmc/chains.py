@@ -19,6 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .diagnostics import EssKind, RhatKind, effective_sample_size, rhat
+from .summaries import ChainSummary, summary, to_arviz
+
 __all__ = ["Chains"]
 
 
@@ -90,32 +93,24 @@ class Chains:
         r"""The pooled (unbiased) variance :math:`\hat\sigma^2` of each coordinate, ``event_shape``."""
         return self.flatten().var(0)
 
-    def ess(self, kind: str = "bulk") -> Tensor:
+    def ess(self, kind: EssKind = "bulk") -> Tensor:
         """The effective sample size of each coordinate (``"bulk"``, ``"tail"``...); see
         :func:`torchnf.mcmc.diagnostics.effective_sample_size`."""
-        from .diagnostics import effective_sample_size
-
         return effective_sample_size(self.samples, kind=kind)
 
-    def rhat(self, kind: str = "rank") -> Tensor:
+    def rhat(self, kind: RhatKind = "rank") -> Tensor:
         r"""The potential scale reduction :math:`\hat R` of each coordinate (``"rank"`` or ``"basic"``); see
         :func:`torchnf.mcmc.diagnostics.rhat`."""
-        from .diagnostics import rhat
-
         return rhat(self.samples, kind=kind)
 
-    def summary(self, names: Sequence[str] | None = None) -> Any:
+    def summary(self, names: str | Sequence[str] | None = None) -> ChainSummary:
         """A table of the mean, spread, ESS and :math:`\\hat R` of each coordinate (printable); see
         :func:`torchnf.mcmc.summaries.summary`."""
-        from .summaries import summary
-
         return summary(self.samples, names=names)
 
     def to_arviz(self, names: Sequence[str] | None = None) -> Any:
         """An ArviZ ``InferenceData`` with the draws, their log-densities and the acceptance probabilities of each
         draw; see :func:`torchnf.mcmc.summaries.to_arviz`."""
-        from .summaries import to_arviz
-
         per_draw: dict[str, Tensor] = self.info.get("accept_prob", {})
         if len(per_draw) == 1:
             stats = {"acceptance_rate": next(iter(per_draw.values()))}
