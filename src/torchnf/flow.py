@@ -8,7 +8,9 @@ With :math:`f` mapping data to latent and base density :math:`p_Z`,
     x = f^{-1}(z; c),\ z \sim p_Z,
 
 where :math:`f = g \circ s` is the bijection :math:`g` after a fixed data standardization :math:`s`
-(the identity until :meth:`Flow.fit` sets it from the training data). A flow over discrete data (images) also has a
+(the identity until :meth:`Flow.fit` sets it from the training data). A conditional flow's bijection, and its base
+distribution when that is conditional too, take the context :math:`c`, or its summary :math:`e(c)` by a
+:mod:`~torchnf.embeddings` network trained with the flow. A flow over discrete data (images) also has a
 :mod:`~torchnf.dequantization`, which maps the data to the unit cube with noise; its ``log_prob`` is then the
 dequantization lower bound on the log-probability of the discrete data, and its samples are discrete.
 """
@@ -29,8 +31,10 @@ from .bijections.base import Bijection, Shape
 from .bijections.normalization import Standardization
 from .dequantization import Dequantization
 from .distributions import BaseDistribution, StandardNormal
+from .embeddings import ContextEmbedding
 
 if TYPE_CHECKING:
+    from .flow_distribution import FlowDistribution
     from .optimization import History
 
 __all__ = ["Flow"]
@@ -57,6 +61,11 @@ class Flow(nn.Module):
             acts: ``log_prob`` and ``fit`` then take the discrete data, ``log_prob`` returns the dequantization
             lower bound on :math:`\log P(x)` (a Monte Carlo estimate that differs between calls), and
             ``sample`` returns discrete data.
+        embedding: a :class:`~torchnf.embeddings.ContextEmbedding` that maps the raw context to the features the
+            bijection (and a conditional base) take, trained with the flow; :attr:`context_shape` is then the
+            embedding's input shape.
+
+    A flow is conditional when its bijection or its base distribution is (or both, with one context shape).
 
     Example:
         >>> import torch
@@ -73,11 +82,15 @@ class Flow(nn.Module):
         bijection: Bijection,
         base: BaseDistribution | None = None,
         dequantization: Dequantization | None = None,
+        *,
+        embedding: ContextEmbedding | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(bijection, Bijection):
             raise TypeError(f"Flow needs a Bijection, got {type(bijection).__name__}")
         base = StandardNormal(bijection.latent_shape) if base is None else base
+        if not isinstance(base, BaseDistribution):
+            raise TypeError(f"base must be a BaseDistribution, got {type(base).__name__}")
         if base.event_shape != bijection.latent_shape:
             raise ValueError(
                 f"the base distribution's event_shape {tuple(base.event_shape)} differs from the bijection's "
@@ -91,10 +104,12 @@ class Flow(nn.Module):
                     f"the dequantization's event_shape {tuple(dequantization.event_shape)} differs from the "
                     f"bijection's {tuple(bijection.event_shape)}"
                 )
+        self._features_shape = _conditioning_shape(bijection, base, embedding)
         self.standardization = Standardization(bijection.event_shape)
         self.bijection = bijection
         self.base = base
         self.dequantization = dequantization
+        self.embedding = embedding
         self.history: History | None = None
         self.metadata: dict[str, Any] = {}
         self.eval()
@@ -106,8 +121,8 @@ class Flow(nn.Module):
 
     @property
     def context_shape(self) -> Shape | None:
-        """Shape of one context, or ``None`` for an unconditional flow."""
-        return self.bijection.context_shape
+        """Shape of one context (the embedding's input when there is one), or ``None`` for an unconditional flow."""
+        return self._features_shape if self.embedding is None else self.embedding.context_shape
 
     def _reference(self) -> Tensor:
         return next(itertools.chain(self.parameters(), self.buffers()))
@@ -215,9 +230,7 @@ class Flow(nn.Module):
         ref = self._reference()
         context = as_context(context, self.context_shape, None, ref.dtype, ref.device)
         if context is not None:
-            context_batch = context.shape[: context.dim() - len(self.context_shape)]
-            shape = shape + context_batch
-            context = context.expand(*shape, *self.context_shape)
+            shape = shape + context.shape[: context.dim() - len(self.context_shape)]
         return self.unchecked_sample_and_log_prob(shape, context, float(temperature))
 
     def encode(self, x: Any, context: Any = None) -> Tensor:
@@ -229,7 +242,7 @@ class Flow(nn.Module):
         x, context = self.check_data(x, context)
         if self.dequantization is not None:
             x = self.dequantization.center(x)
-        return self.bijection(self.standardization(x)[0], context)[0]
+        return self.bijection(self.standardization(x)[0], self._bijection_context(self.embed(context)))[0]
 
     def decode(self, z: Any, context: Any = None) -> Tensor:
         """The data point :math:`x = f^{-1}(z)` of latent points ``z`` of shape ``(*batch, *latent_shape)``
@@ -237,11 +250,22 @@ class Flow(nn.Module):
         ref = self._reference()
         z = as_points(z, "z", self.bijection.latent_shape, ref.dtype, ref.device)
         batch = z.shape[: z.dim() - len(self.bijection.latent_shape)]
-        context = as_context(context, self.context_shape, batch, ref.dtype, ref.device)
-        x = self.standardization.inverse(self.bijection.inverse(z, context)[0])[0]
+        features = self.embed(as_context(context, self.context_shape, batch, ref.dtype, ref.device))
+        x = self.standardization.inverse(self.bijection.inverse(z, self._bijection_context(features))[0])[0]
         return x if self.dequantization is None else self.dequantization.quantize(x)
 
     # -- unchecked internals, for loops that validated their data once ---------------------------------------
+
+    def embed(self, context: Tensor | None) -> Tensor | None:
+        """The features the bijection and a conditional base take: the embedding of ``context`` (unchecked), or the
+        context itself for a flow without an embedding."""
+        return context if self.embedding is None or context is None else self.embedding(context)
+
+    def _bijection_context(self, features: Tensor | None) -> Tensor | None:
+        return None if self.bijection.context_shape is None else features
+
+    def _base_context(self, features: Tensor | None) -> Tensor | None:
+        return None if self.base.context_shape is None else features
 
     def unchecked_log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """:meth:`log_prob` without input checks: ``x`` must already be a finite tensor of the right shape (and of
@@ -254,20 +278,34 @@ class Flow(nn.Module):
     def continuous_log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """The density of the bijection's data space, unchecked: that of a dequantized flow is over the unit
         cube, in which its continuous samples lie."""
+        features = self.embed(context)
         x, log_det_standardization = self.standardization(x)
-        z, log_det = self.bijection(x, context)
-        return self.base.log_prob(z) + log_det + log_det_standardization
+        z, log_det = self.bijection(x, self._bijection_context(features))
+        return self.base.log_prob(z, self._base_context(features)) + log_det + log_det_standardization
 
     def unchecked_sample_and_log_prob(
         self, shape: Shape, context: Tensor | None = None, temperature: float = 1.0
     ) -> tuple[Tensor, Tensor]:
         """Draw ``(*shape, *event_shape)`` continuous points and their log-densities (of
-        :meth:`continuous_log_prob`); ``context`` already expanded."""
-        z = self.base.rsample(shape, temperature)
-        log_base = self.base.log_prob(z)
-        x, log_det = self.bijection.inverse(z, context)
+        :meth:`continuous_log_prob`); the batch shape of ``context`` broadcasts to ``shape`` (it is embedded once,
+        then expanded)."""
+        features = self.embed(context)
+        if features is not None:
+            features = features.expand(*shape, *self._features_shape)
+        base_context = self._base_context(features)
+        z = self.base.rsample(shape, temperature, base_context)
+        log_base = self.base.log_prob(z, base_context)
+        x, log_det = self.bijection.inverse(z, self._bijection_context(features))
         x, log_det_standardization = self.standardization.inverse(x)
         return x, log_base - log_det - log_det_standardization
+
+    def as_distribution(self, context: Any = None) -> FlowDistribution:
+        """This flow as a :class:`torch.distributions.Distribution` (and a Pyro distribution when Pyro is installed)
+        for one context, a batch of contexts (its ``batch_shape``) or none; see
+        :class:`~torchnf.flow_distribution.FlowDistribution`."""
+        from .flow_distribution import as_distribution
+
+        return as_distribution(self, context)
 
     def fit(self, x: Any, context: Any = None, **options: Any) -> History:
         """Fit by maximum likelihood (forward KL); see :func:`torchnf.training.fit` for the options."""
@@ -287,3 +325,30 @@ class Flow(nn.Module):
         from .variational import fit_variational
 
         return fit_variational(self, log_target, **options)
+
+
+def _conditioning_shape(
+    bijection: Bijection, base: BaseDistribution, embedding: ContextEmbedding | None
+) -> Shape | None:
+    """The context shape that the bijection and the base take (one shape, or ``None``), checked against the
+    embedding's output."""
+    shapes = {"bijection": bijection.context_shape, "base distribution": base.context_shape}
+    given = {k: v for k, v in shapes.items() if v is not None}
+    if len(set(given.values())) > 1:
+        raise ValueError(
+            "the bijection and the base distribution take different context shapes: "
+            + ", ".join(f"{k} {tuple(v)}" for k, v in given.items())
+        )
+    features = next(iter(given.values()), None)
+    if embedding is None:
+        return features
+    if not isinstance(embedding, ContextEmbedding):
+        raise TypeError(f"embedding must be a ContextEmbedding, got {type(embedding).__name__}")
+    if features is None:
+        raise ValueError("an embedding needs a conditional bijection or base distribution; both are unconditional")
+    if embedding.output_shape != features:
+        raise ValueError(
+            f"the embedding's output_shape {tuple(embedding.output_shape)} differs from the context shape "
+            f"{tuple(features)} that the flow's bijection and base take"
+        )
+    return features
