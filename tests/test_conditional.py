@@ -219,7 +219,7 @@ def test_fit_learns_the_posterior_of_a_set_of_observations() -> None:
     r"""Fitted on pairs :math:`\theta \sim \mathcal N(0, 1)`, :math:`c_j \mid \theta \sim \mathcal N(\theta, 1)`,
     :math:`j = 1..5`, a flow behind a deep-set embedding recovers the closed-form posterior
     :math:`\mathcal N\big(\tfrac{5}{6}\bar c, \tfrac16\big)`: its mean and standard deviation for held-out sets are
-    within 0.1 and 12% (seeds 0-4 of this test: mean errors at most 0.05, sd ratios 0.95-1.05)."""
+    within 0.1 and 12% (seeds 0-4 of this test: mean errors at most 0.065, sd ratios 0.96-1.06)."""
     torch.manual_seed(0)
     m = RAW[0]
     theta = torch.randn(4000, 1)
