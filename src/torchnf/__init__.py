@@ -27,7 +27,7 @@ from .architectures import (
     Sylvester,
 )
 from .bijections import Bijection, Compose, Invert
-from .distributions import DiagonalNormal, StandardNormal
+from .distributions import ConditionalDiagonalNormal, DiagonalNormal, StandardNormal
 from .flow import Flow
 from .io import load
 from .training import History, fit
@@ -46,6 +46,7 @@ __all__ = [
     "UMNNMAF",
     "Bijection",
     "Compose",
+    "ConditionalDiagonalNormal",
     "CouplingLRS",
     "CouplingNAF",
     "CouplingRQNSF",

@@ -2,9 +2,10 @@
 
 A model file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the weights as raw tensors, and in
 its header a JSON config with the format version, the library version, the preset's name and keyword arguments,
-the base distribution's, the dequantization's (or null), the dtype, whether the data standardization was fitted,
-the training history and the flow's metadata. Loading looks the names up in fixed registries
-(:attr:`torchnf.Preset.registry`, :attr:`BaseDistribution.registry`, :attr:`Dequantization.registry`), calls them
+the base distribution's, the dequantization's and the context embedding's (or null), the dtype, whether the data
+standardization was fitted, the training history and the flow's metadata. Loading looks the names up in fixed registries
+(:attr:`torchnf.Preset.registry`, :attr:`BaseDistribution.registry`, :attr:`Dequantization.registry`,
+:attr:`ContextEmbedding.registry`), calls them
 with plain JSON values and copies the tensors in: nothing in a file is ever executed.
 """
 
@@ -22,14 +23,17 @@ import torch
 
 from .architectures import Preset
 from .dequantization import Dequantization
+from .distributed import on_main_process
 from .distributions import BaseDistribution
+from .embeddings import ContextEmbedding
 from .flow import Flow
 from .optimization import History
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "load", "read_config", "save"]
 
 FORMAT = "torchnf"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Format 2 added the context embedding; format 1 files (no embedding) load unchanged."""
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -67,15 +71,18 @@ def flow_config(flow: Flow) -> dict[str, Any]:
     if dtype is None:
         raise TypeError(f"only float32 and float64 flows can be saved, this one is {flow.dtype}")
     history = None if flow.history is None else dataclasses.asdict(flow.history)
+
+    def entry(part: Any) -> dict[str, Any] | None:
+        return None if part is None else {"name": type(part).__name__, "kwargs": _plain(part.config)}
+
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "library_version": _library_version(),
-        "preset": {"name": type(flow.bijection).__name__, "kwargs": _plain(flow.bijection.config)},
-        "base": {"name": type(flow.base).__name__, "kwargs": _plain(flow.base.config)},
-        "dequantization": None
-        if flow.dequantization is None
-        else {"name": type(flow.dequantization).__name__, "kwargs": _plain(flow.dequantization.config)},
+        "preset": entry(flow.bijection),
+        "base": entry(flow.base),
+        "dequantization": entry(flow.dequantization),
+        "embedding": entry(flow.embedding),
         "dtype": dtype,
         "standardized": bool(flow.standardization.fitted),
         "history": _plain(history),
@@ -88,13 +95,22 @@ def save(flow: Flow, path: str | Path) -> None:
 
     Only flows whose bijection is a preset (``RealNVP``, ``MAF``, ...) and whose base distribution is a registered
     one can be saved this way, because loading rebuilds them from names and plain values.
+
+    Under an initialized ``torch.distributed`` process group (a script run by ``torchrun``), only process 0 writes
+    the file and the others wait until it is written (:func:`torchnf.distributed.on_main_process`), so that every
+    process may read it afterwards; an error on process 0 is raised on every process. Every process must therefore
+    call ``save``: guarding it with ``if rank == 0`` would leave process 0 waiting for the others.
     """
     config = flow_config(flow)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in flow.state_dict().items()}
     path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot save to {path}: the folder {path.parent} does not exist")
-    safetensors.torch.save_file(tensors, str(path), metadata={"torchnf": json.dumps(config)})
+
+    def write() -> None:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in flow.state_dict().items()}
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"cannot save to {path}: the folder {path.parent} does not exist")
+        safetensors.torch.save_file(tensors, str(path), metadata={"torchnf": json.dumps(config)})
+
+    on_main_process(write)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -161,11 +177,14 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Flow:
     base = _build(BaseDistribution, config.get("base"), "base distribution", path)
     entry = config.get("dequantization")
     dequantization = None if entry is None else _build(Dequantization, entry, "dequantization", path)
+    entry = config.get("embedding")
+    embedding = None if entry is None else _build(ContextEmbedding, entry, "context embedding", path)
     try:
-        flow = Flow(bijection, base, dequantization)
+        flow = Flow(bijection, base, dequantization, embedding=embedding)
     except (TypeError, ValueError) as error:
         raise ModelFileError(
-            f"the preset, base distribution and dequantization in {path} do not fit together: {error}"
+            f"the preset, base distribution, dequantization and context embedding in {path} do not fit together: "
+            f"{error}"
         ) from None
     try:
         weights = safetensors.torch.load_file(str(path))

@@ -193,6 +193,7 @@ def optimize(
     warmup: int = 0,
     history: History | None = None,
     progress: bool | None = None,
+    average: Callable[[Tensor], Tensor] | None = None,
 ) -> History:
     """Minimize ``batch_loss()`` over ``model``'s parameters; leave the model in evaluation mode.
 
@@ -210,6 +211,11 @@ def optimize(
     The divergence guard: a step whose loss or gradient is not finite, or (with ``max_loss_jump``) whose loss jumps
     far above its recent level (:class:`DivergenceGuard`), is skipped; ``max_nonfinite`` of them in a row restore
     the last good weights and halve the learning rate, and after three such rollbacks the run stops.
+
+    Data-parallel training (:mod:`torchnf.distributed`) passes ``average``, the mean of a step's loss over the
+    processes (each of which draws its own batch, its backward pass averaging the gradients): the guard, the
+    recorded losses and so every decision then agree on every process, a step skipped on one being skipped on all,
+    provided that ``validation_loss`` also returns the same number everywhere.
     """
     check_positive_ints(max_steps=max_steps, eval_every=eval_every)
     check_settings(lr, optimizer, lr_schedule, max_grad_norm, patience, max_nonfinite)
@@ -228,10 +234,10 @@ def optimize(
     with tqdm(total=max_steps, disable=None if progress is None else not progress, unit="step") as bar:
         for step in range(1, max_steps + 1):
             loss, step_statistics = _unpack(batch_loss())
-            value = float(loss.detach())
+            value = float(loss.detach() if average is None else average(loss.detach()))
             for name in step_statistics:  # every evaluation records every statistic, if only as nan
                 statistics_interval.setdefault(name, [])
-            if not (math.isfinite(value) and guard.diverged(value)) and _step(loss, params, opt, max_grad_norm):
+            if math.isfinite(value) and not guard.diverged(value) and _step(loss, params, opt, max_grad_norm):
                 bad_run = 0
                 interval.append(value)
                 for name, number in step_statistics.items():

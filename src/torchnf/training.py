@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
+from . import distributed as ddp
 from .bijections.base import Bijection
 from .bijections.normalization import ActNorm
 from .distributions import StandardNormal
@@ -66,6 +67,13 @@ def _split(
     return x[train], context[train], x[val], context[val]
 
 
+def _rows(x: Tensor, context: Tensor | None, index: Tensor | slice) -> tuple[Tensor, Tensor | None]:
+    """The rows ``index`` of the points and of their contexts."""
+    if isinstance(index, Tensor):
+        index = index.to(x.device)
+    return x[index], None if context is None else context[index]
+
+
 def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[Tensor]:
     """Endless random minibatch indices; an incomplete last batch is dropped when a full one exists."""
     while True:
@@ -76,13 +84,18 @@ def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.
         yield from chunks
 
 
-@torch.no_grad()
 def evaluate(flow: Flow, x: Tensor, context: Tensor | None = None, batch_size: int = 4096) -> float:
     """Mean negative log-likelihood of ``x`` (nats per point), in chunks, in evaluation mode.
 
     A dequantized flow's bound is estimated with the same noise at every call (drawn from a fixed seed, without
     touching the global random state), so that validation losses compare models, not noise draws.
     """
+    return _total_nll(flow, x, context, batch_size) / x.shape[0]
+
+
+@torch.no_grad()
+def _total_nll(flow: Flow, x: Tensor, context: Tensor | None = None, batch_size: int = 4096) -> float:
+    """The summed negative log-likelihood of ``x``, as :func:`evaluate` computes it (0 without points)."""
     was_training = flow.training
     flow.eval()
     total = 0.0
@@ -95,7 +108,7 @@ def evaluate(flow: Flow, x: Tensor, context: Tensor | None = None, batch_size: i
             c = None if context is None else context[start:stop]
             total += -float(flow.unchecked_log_prob(x[start:stop], c).sum())
     flow.train(was_training)
-    return total / x.shape[0]
+    return total
 
 
 def fit(
@@ -122,6 +135,7 @@ def fit(
     progress: bool | None = None,
     method: FitMethod = "auto",
     compile: bool = False,
+    distributed: bool | None = None,
 ) -> History:
     """Fit ``flow`` to data ``x`` (and ``context``) by maximum likelihood.
 
@@ -142,7 +156,9 @@ def fit(
         steps: the maximum number of optimizer steps.
         epochs: the maximum number of passes over the training data (``steps`` wins when both are given; when
             neither is, up to 5,000 steps).
-        batch_size: points per step (the whole training set if it is smaller).
+        batch_size: points per step (the whole training set if it is smaller). In data-parallel training, the
+            global batch: each of the ``W`` processes draws ``batch_size // W`` points from its shard per step, so
+            ``steps``, ``epochs``, ``lr`` and ``eval_every`` mean what they mean in one process.
         lr: learning rate.
         weight_decay: weight decay (L2 for Adam, decoupled for AdamW).
         optimizer: ``"adam"``, ``"adamw"``, or a callable taking the parameters and returning an optimizer.
@@ -165,10 +181,24 @@ def fit(
             first step then takes seconds to a minute to compile; later steps fuse the elementwise work of the
             transformers, which pays for spline and sigmoid flows over many steps (see ``benchmarks/RESULTS.md``)
             and needs a C++ compiler on CPU. The flow itself is unchanged.
+        distributed: data-parallel training with DistributedDataParallel over the processes of a
+            ``torch.distributed`` process group, such as the ones ``torchrun --nproc_per_node N script.py`` starts
+            (see :mod:`torchnf.distributed`). ``None`` (the default) trains in parallel when a group of more than
+            one process is initialized or ``torchrun`` started more than one (``WORLD_SIZE > 1``), initializing the
+            group if the script has not (``gloo`` on CPU, ``nccl`` on CUDA, where the flow moves to
+            ``cuda:LOCAL_RANK``); ``True`` insists on it (an error without a group or torchrun's environment);
+            ``False`` fits in this process alone. Every process must pass the same data and options: the split and
+            the seed are process 0's, each process trains on a disjoint shard of the training rows and validates on
+            a shard of the validation rows (summed over the processes), and every process ends with the same
+            weights and :class:`History`. The progress bar shows on process 0 only. Greedy fitting runs in one
+            process only.
 
     Returns:
         The :class:`History` of losses and events, also kept in ``flow.history``.
     """
+    parallel = ddp.use_distributed(distributed)
+    if parallel:
+        ddp.setup(flow)  # the process group, and the flow on this process's GPU
     x, context = _check_rows(flow, x, context, "x", "context")
     standardize = _standardize(flow, standardize)
     greedy = _greedy(flow, method, steps, epochs)
@@ -176,6 +206,12 @@ def fit(
         raise TypeError(f"compile must be True or False, got {compile!r}")
     if compile and greedy:
         raise ValueError("compile applies to gradient fitting; a greedy fit has no training loss to compile")
+    if parallel and greedy:
+        raise ValueError(
+            f"{type(flow.bijection).__name__} is fitted greedily, which runs in one process: pass distributed=False "
+            "to fit it in every process alone (with the same seed they fit alike), or method='gradient' to "
+            "fine-tune a fitted one in parallel"
+        )
     if not 0 <= validation_fraction < 1:
         raise ValueError(f"validation_fraction must lie in [0, 1), got {validation_fraction}")
     check_positive_ints(steps=steps, epochs=epochs, batch_size=batch_size, eval_every=eval_every)
@@ -183,7 +219,8 @@ def fit(
 
     generator = torch.Generator()
     # without a seed, draw one from the global generator: torch.manual_seed still makes the fit reproducible
-    generator.manual_seed(int(torch.randint(2**62, ())) if seed is None else seed)
+    seed = int(torch.randint(2**62, ())) if seed is None else seed
+    generator.manual_seed(ddp.broadcast_seed(seed) if parallel else seed)
     if validation_data is not None:
         x_val, c_val = _check_rows(flow, validation_data, validation_context, "validation_data", "validation_context")
         x_train, c_train = x, context
@@ -194,29 +231,45 @@ def fit(
         return _fit_greedy(flow, x_train, x_val, standardize, generator, progress)
 
     n_train = x_train.shape[0]
+    processes = ddp.world_size() if parallel else 1
+    if n_train < processes:
+        raise ValueError(f"{n_train} training point(s) cannot be shared between {processes} processes")
     batch_size = min(batch_size, n_train)
-    steps_per_epoch = max(n_train // batch_size, 1)
+    per_process = min(max(batch_size // processes, 1), n_train // processes)
+    steps_per_epoch = max(n_train // (per_process * processes), 1)
     max_steps = steps if steps is not None else (epochs * steps_per_epoch if epochs is not None else 5000)
-    batches = _batches(n_train, batch_size, generator, x.device)
+    if parallel:  # every process holds the same split; each keeps a disjoint shard of it
+        ddp.check_same_data(x=x_train, context=c_train, validation_data=x_val, validation_context=c_val)
+        x_own, c_own = _rows(x_train, c_train, ddp.shard(n_train, generator))
+        if x_val is not None:
+            x_val, c_val = _rows(x_val, c_val, ddp.shard(x_val.shape[0]))
+    else:
+        x_own, c_own = x_train, c_train
+    batches = _batches(x_own.shape[0], per_process, generator, x.device)
     log_prob = compiled_log_prob(flow) if compile else flow.unchecked_log_prob
 
     bijections = bijections_of(flow)
 
-    def batch_loss() -> Tensor:
-        idx = next(batches)
-        loss = -log_prob(x_train[idx], None if c_train is None else c_train[idx]).mean()
-        return loss + regularization_loss(flow, bijections)
+    def nll(x_batch: Tensor, c_batch: Tensor | None) -> Tensor:
+        return -log_prob(x_batch, c_batch).mean() + regularization_loss(flow, bijections)
 
     if standardize and not flow.standardization.fitted and n_train >= 2:
-        flow.standardization.fit(x_train)
+        flow.standardization.fit(x_train)  # the whole training set, on every process
     flow.train()
     _initialize_data_dependent(flow, x_train, c_train, batch_size)
+    # DDP averages the gradients over the processes when the loss goes through its forward
+    loss = ddp.data_parallel(flow, nll, *_rows(x_train, c_train, slice(per_process))) if parallel else nll
+
+    def batch_loss() -> Tensor:
+        idx = next(batches)
+        return loss(x_own[idx], None if c_own is None else c_own[idx])
+
     flow.history = optimize(
         flow,
         batch_loss,
         max_steps=max_steps,
         eval_every=eval_every or min(max(steps_per_epoch, 50), 1000, max_steps),
-        validation_loss=None if x_val is None else (lambda: evaluate(flow, x_val, c_val)),
+        validation_loss=None if x_val is None else (lambda: _validation_loss(flow, x_val, c_val, parallel)),
         lr=lr,
         weight_decay=weight_decay,
         optimizer=optimizer,
@@ -224,9 +277,22 @@ def fit(
         max_grad_norm=max_grad_norm,
         patience=patience,
         max_nonfinite=max_nonfinite,
-        progress=progress,
+        progress=progress if not parallel or ddp.is_main_process() else False,
+        average=ddp.mean_over_processes if parallel else None,
     )
+    if parallel:
+        ddp.broadcast_buffers(flow)  # each process's last training pass moved its own running statistics
     return flow.history
+
+
+def _validation_loss(flow: Flow, x: Tensor, context: Tensor | None, parallel: bool) -> float:
+    """:func:`evaluate`; in data-parallel training, over every process's shard of the validation data (the sum of
+    the negative log-likelihoods over the sum of the point counts), with process 0's buffers."""
+    if not parallel:
+        return evaluate(flow, x, context)
+    ddp.broadcast_buffers(flow)
+    total, count = ddp.sum_over_processes(_total_nll(flow, x, context), x.shape[0])
+    return total / count
 
 
 def _standardize(flow: Flow, standardize: bool | None) -> bool:

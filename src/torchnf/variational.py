@@ -62,6 +62,9 @@ def fit_variational(
     :math:`-\frac1S\sum_s\big[\beta_t\log\tilde\pi(x_s) - \log q_\theta(x_s)\big]` (the negative ELBO once
     :math:`\beta_t = 1`).
 
+    It runs in one process: under ``torchrun`` each process fits alone (alike, given the same initial weights and
+    ``seed``), unlike :func:`torchnf.fit`, which trains in parallel (:mod:`torchnf.distributed`).
+
     Args:
         flow: the flow to train, in place (continuous and unconditional); left in evaluation mode.
         log_target: the unnormalized log-density, mapping points ``(n, *event_shape)`` to ``(n,)``,
