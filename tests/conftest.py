@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -10,6 +11,9 @@ import torch
 
 from torchnf.baselines import GaussianBaseline
 from torchnf.datasets import two_moons
+
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # parallel workers share the cores instead of each taking all of them
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
 @pytest.fixture(scope="module")

@@ -86,3 +86,17 @@ def test_sampling_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert "16 chains, 10 draws, 5 warm-up iterations" in out
     with pytest.raises(SystemExit, match="unknown target"):
         module["main"](5, 10, ["no-such-target"])
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_amortized_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """Five steps on 300 simulations of each task: a per-fit row with a C2ST in [0, 1] per task."""
+    from benchmarks import amortized  # a package module (relative imports): imported, not run as a path
+
+    argv = ["--simulations", "300", "--seeds", "0", "--observations", "1", "--draws", "50", "--steps", "5"]
+    assert amortized.main(argv) == 0
+    out = capsys.readouterr().out
+    for task in ("gaussian-linear", "two-moons"):
+        row = next(line for line in out.splitlines() if line.startswith(f"| {task} | 300 | 0 |"))
+        c2st = float(row.strip("|").split("|")[6].split()[0])
+        assert 0 <= c2st <= 1, row

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -28,5 +29,9 @@ def test_examples_run(document: Path, tmp_path: Path, monkeypatch: pytest.Monkey
     """Each block executes without error, in order, in a shared namespace."""
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "__example__"}
-    for i, code in enumerate(FENCE.findall(document.read_text())):
-        exec(compile(code, f"{document.name}:block{i}", "exec"), namespace)
+    threads = torch.get_num_threads()  # an example may set the thread count; later tests keep theirs
+    try:
+        for i, code in enumerate(FENCE.findall(document.read_text())):
+            exec(compile(code, f"{document.name}:block{i}", "exec"), namespace)
+    finally:
+        torch.set_num_threads(threads)
