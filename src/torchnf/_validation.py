@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .bijections.base import Shape
 
-__all__ = ["as_context", "as_points", "as_sample_shape", "as_tensor"]
+__all__ = ["as_context", "as_float64", "as_points", "as_sample_shape", "as_tensor"]
 
 
 def as_tensor(value: Any, name: str) -> Tensor:
@@ -24,6 +24,18 @@ def as_tensor(value: Any, name: str) -> Tensor:
     if array.dtype.kind not in "biufc":
         raise TypeError(f"{name} must be a numeric array or tensor, got an array of dtype {array.dtype}")
     return torch.from_numpy(array)
+
+
+def as_float64(value: Any, name: str) -> Tensor:
+    """``value`` as a finite real float64 tensor on the CPU (the constants of targets and simulators)."""
+    t = as_tensor(value, name)
+    if t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{name} must be real numbers, got dtype {t.dtype}")
+    t = t.detach().to(device="cpu", dtype=torch.float64)
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        raise ValueError(f"{name} must be finite: {name} contains {int(bad.sum())} NaN or infinite value(s)")
+    return t
 
 
 def _check_values(t: Tensor, name: str) -> None:

@@ -9,26 +9,16 @@ import torch
 from torch import Tensor
 from torch.distributions import MultivariateNormal
 
-from .._validation import as_tensor
+from .._validation import as_float64
 from ..targets.base import check_dim
 from .base import Seed, Simulator, check_count, make_generator
 
 __all__ = ["GaussianLinear"]
 
 
-def _as_float64(value: Any, name: str) -> Tensor:
-    t = as_tensor(value, name)
-    if t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"{name} must be real numbers, got dtype {t.dtype}")
-    t = t.detach().to(device="cpu", dtype=torch.float64)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must be finite")
-    return t
-
-
 def _vector(value: Any, name: str, dim: int) -> Tensor:
     """A number (the same for every coordinate) or a vector ``(dim,)``, as float64."""
-    t = _as_float64(value, name)
+    t = as_float64(value, name)
     if t.dim() == 0:
         return t.expand(dim).clone()
     if t.shape != (dim,):
@@ -39,7 +29,7 @@ def _vector(value: Any, name: str, dim: int) -> Tensor:
 def _covariance(value: Any, name: str, dim: int) -> Tensor:
     r"""A covariance matrix from a number :math:`s` (:math:`sI`), a vector (its diagonal) or a ``(dim, dim)``
     symmetric positive-definite matrix, as float64."""
-    t = _as_float64(value, name)
+    t = as_float64(value, name)
     if t.dim() <= 1:
         t = torch.diag(_vector(t, name, dim))
     elif t.shape != (dim, dim):
@@ -113,7 +103,7 @@ class GaussianLinear(Simulator):
         if matrix is None:
             a = torch.eye(dim, dtype=torch.float64)
         else:
-            a = _as_float64(matrix, "matrix")
+            a = as_float64(matrix, "matrix")
             if a.dim() != 2 or a.shape[1] != dim or a.shape[0] < 1:
                 raise ValueError(f"matrix must have shape (k, {dim}) with k >= 1, got shape {tuple(a.shape)}")
         k = a.shape[0]

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .._validation import as_tensor
+from .._validation import as_float64
 from .base import Target, check_positive
 
 __all__ = ["BayesianLogisticRegression"]
@@ -28,16 +28,6 @@ def _bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
     features, labels = load_iris(return_X_y=True)
     keep = labels != 0  # versicolor (0) against virginica (1): they overlap, so the posterior stays bounded
     return features[keep], (labels[keep] == 2).astype(np.float64)
-
-
-def _as_float64(value: Any, name: str) -> Tensor:
-    t = as_tensor(value, name)
-    if t.is_complex():
-        raise TypeError(f"{name} must be real numbers, got dtype {t.dtype}")
-    t = t.detach().to(device="cpu", dtype=torch.float64)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains {int((~torch.isfinite(t)).sum())} NaN or infinite value(s)")
-    return t
 
 
 class BayesianLogisticRegression(Target):
@@ -103,8 +93,8 @@ class BayesianLogisticRegression(Target):
             features, labels = _bundled(data)
         elif data is not None:
             raise ValueError(f"pass either features and labels or data, not both (got data={data!r})")
-        x = _as_float64(features, "features")
-        y = _as_float64(labels, "labels")
+        x = as_float64(features, "features")
+        y = as_float64(labels, "labels")
         if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] == 0:
             raise ValueError(f"features must have shape (N, p) with N, p >= 1, got shape {tuple(x.shape)}")
         if y.shape != (x.shape[0],):

@@ -9,22 +9,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validation import as_sample_shape, as_tensor
+from .._validation import as_float64, as_sample_shape
 from .base import Target, check_dim, check_finite, check_positive
 
 __all__ = ["GaussianMixture"]
 
 _WEIGHT_TOLERANCE = 1e-6
-
-
-def _as_float64(value: Any, name: str) -> Tensor:
-    t = as_tensor(value, name)
-    if t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"{name} must be real numbers, got dtype {t.dtype}")
-    t = t.detach().to(device="cpu", dtype=torch.float64)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must be finite, got {t.tolist()}")
-    return t
 
 
 class GaussianMixture(Target):
@@ -59,11 +49,11 @@ class GaussianMixture(Target):
     log_weights: Tensor
 
     def __init__(self, means: Any, scales: Any, weights: Any = None) -> None:
-        mu = _as_float64(means, "means")
+        mu = as_float64(means, "means")
         if mu.dim() != 2 or mu.shape[0] == 0 or mu.shape[1] == 0:
             raise ValueError(f"means must have shape (K, d) with K, d >= 1, got shape {tuple(mu.shape)}")
         k, d = mu.shape
-        sigma = _as_float64(scales, "scales")
+        sigma = as_float64(scales, "scales")
         if sigma.dim() == 1 and sigma.shape[0] == k:
             sigma = sigma.unsqueeze(-1)
         try:
@@ -78,7 +68,7 @@ class GaussianMixture(Target):
         if weights is None:
             w = torch.full((k,), 1.0 / k, dtype=torch.float64)
         else:
-            w = _as_float64(weights, "weights")
+            w = as_float64(weights, "weights")
             if w.shape != (k,):
                 raise ValueError(f"weights must have shape ({k},), one per component, got shape {tuple(w.shape)}")
             if not bool((w > 0).all()):
