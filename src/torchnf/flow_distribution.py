@@ -80,7 +80,7 @@ class FlowDistribution(Distribution):
             self.context = context.expand(*batch_shape[len(self._extra) :], *flow.context_shape)
         super().__init__(batch_shape, flow.event_shape, validate_args=validate_args)
 
-    @constraints.dependent_property(is_discrete=False, event_dim=0)
+    @property
     def support(self) -> constraints.Constraint:
         """The real vectors, or the open box of a bijection with a bounded :attr:`~torchnf.Bijection.domain`."""
         domain = self.flow.bijection.domain
